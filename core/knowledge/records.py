@@ -1,0 +1,298 @@
+"""Knowledge-base records in SQLite: bases, their sources, file manifests and chunk texts.
+
+Chroma holds the vectors; this database holds everything needed to decide what to embed
+again (a content hash per file), to list and preview chunks, and to check that the two
+agree. WAL mode lets pages read while an ingestion job writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS kb (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    embedding TEXT NOT NULL,
+    splitter TEXT NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS source (
+    id TEXT PRIMARY KEY,
+    kb_id TEXT NOT NULL REFERENCES kb(id) ON DELETE CASCADE,
+    kind TEXT NOT NULL,
+    location TEXT NOT NULL,
+    ref TEXT,
+    commit_sha TEXT,
+    added REAL NOT NULL,
+    updated REAL,
+    UNIQUE (kb_id, kind, location)
+);
+CREATE TABLE IF NOT EXISTS file (
+    source_id TEXT NOT NULL REFERENCES source(id) ON DELETE CASCADE,
+    path TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    n_chunks INTEGER NOT NULL,
+    updated REAL NOT NULL,
+    PRIMARY KEY (source_id, path)
+);
+CREATE TABLE IF NOT EXISTS chunk (
+    id TEXT PRIMARY KEY,
+    kb_id TEXT NOT NULL REFERENCES kb(id) ON DELETE CASCADE,
+    source_id TEXT NOT NULL REFERENCES source(id) ON DELETE CASCADE,
+    path TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    start_line INTEGER NOT NULL,
+    end_line INTEGER NOT NULL,
+    heading TEXT NOT NULL DEFAULT '',
+    text TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunk_by_file ON chunk (source_id, path, seq);
+CREATE INDEX IF NOT EXISTS chunk_by_kb ON chunk (kb_id);
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class KnowledgeBase:
+    """One knowledge base: its display name, embedding model and splitter settings."""
+
+    id: str
+    name: str
+    embedding: str
+    splitter: dict[str, Any]
+    created: float
+    updated: float
+
+    @property
+    def collection(self) -> str:
+        """Name of its Chroma collection (independent of the display name)."""
+        return self.id
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """Where a knowledge base's files come from: a folder, a git repository or uploads."""
+
+    id: str
+    kb_id: str
+    kind: str
+    location: str
+    ref: str | None
+    commit_sha: str | None
+    added: float
+    updated: float | None
+
+
+@dataclasses.dataclass(frozen=True)
+class FileRecord:
+    """What was ingested from one file, to tell later whether it changed."""
+
+    source_id: str
+    path: str
+    sha256: str
+    size: int
+    n_chunks: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkRecord:
+    """One stored chunk with where it came from."""
+
+    id: str
+    kb_id: str
+    source_id: str
+    path: str
+    seq: int
+    start_line: int
+    end_line: int
+    heading: str
+    text: str
+
+
+class Records:
+    """Access to the knowledge database; each call opens a short-lived connection."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=30)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+        finally:
+            db.close()
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        """A connection in a transaction: committed on success, rolled back on error."""
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA foreign_keys=ON")
+        db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            db.execute("BEGIN")
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        finally:
+            db.close()
+
+    # knowledge bases
+    def insert_kb(self, kb: KnowledgeBase) -> None:
+        """Add a knowledge-base row."""
+        with self.connect() as db:
+            db.execute(
+                "INSERT INTO kb VALUES (?, ?, ?, ?, ?, ?)",
+                (kb.id, kb.name, kb.embedding, json.dumps(kb.splitter), kb.created, kb.updated),
+            )
+
+    def kbs(self) -> list[KnowledgeBase]:
+        """Every knowledge base, by name."""
+        with self.connect() as db:
+            rows = db.execute("SELECT * FROM kb ORDER BY name").fetchall()
+        return [_kb(r) for r in rows]
+
+    def kb_by_name(self, name: str) -> KnowledgeBase | None:
+        """The knowledge base called ``name``."""
+        with self.connect() as db:
+            row = db.execute("SELECT * FROM kb WHERE name = ?", (name,)).fetchone()
+        return _kb(row) if row else None
+
+    def kb_by_id(self, kb_id: str) -> KnowledgeBase | None:
+        """The knowledge base with id ``kb_id``."""
+        with self.connect() as db:
+            row = db.execute("SELECT * FROM kb WHERE id = ?", (kb_id,)).fetchone()
+        return _kb(row) if row else None
+
+    def rename_kb(self, kb_id: str, name: str) -> None:
+        """Change a knowledge base's display name."""
+        with self.connect() as db:
+            db.execute("UPDATE kb SET name = ?, updated = ? WHERE id = ?", (name, time.time(), kb_id))
+
+    def touch_kb(self, kb_id: str) -> None:
+        """Mark a knowledge base as changed now."""
+        with self.connect() as db:
+            db.execute("UPDATE kb SET updated = ? WHERE id = ?", (time.time(), kb_id))
+
+    def delete_kb(self, kb_id: str) -> None:
+        """Remove a knowledge base with its sources, files and chunks."""
+        with self.connect() as db:
+            db.execute("DELETE FROM kb WHERE id = ?", (kb_id,))
+
+    def kb_stats(self, kb_id: str) -> dict[str, int]:
+        """Counts of sources, files and chunks of a knowledge base."""
+        with self.connect() as db:
+            sources = db.execute("SELECT COUNT(*) FROM source WHERE kb_id = ?", (kb_id,)).fetchone()[0]
+            files = db.execute(
+                "SELECT COUNT(*) FROM file JOIN source ON file.source_id = source.id WHERE source.kb_id = ?", (kb_id,)
+            ).fetchone()[0]
+            chunks = db.execute("SELECT COUNT(*) FROM chunk WHERE kb_id = ?", (kb_id,)).fetchone()[0]
+        return {"sources": sources, "files": files, "chunks": chunks}
+
+    # sources
+    def upsert_source(self, source: Source) -> Source:
+        """Add a source, or return the existing one with the same kind and location."""
+        with self.connect() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO source VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                dataclasses.astuple(source),
+            )
+            row = db.execute(
+                "SELECT * FROM source WHERE kb_id = ? AND kind = ? AND location = ?",
+                (source.kb_id, source.kind, source.location),
+            ).fetchone()
+        return Source(**dict(row))
+
+    def sources(self, kb_id: str) -> list[Source]:
+        """A knowledge base's sources, oldest first."""
+        with self.connect() as db:
+            rows = db.execute("SELECT * FROM source WHERE kb_id = ? ORDER BY added", (kb_id,)).fetchall()
+        return [Source(**dict(r)) for r in rows]
+
+    def mark_source_updated(self, source_id: str, commit_sha: str | None = None) -> None:
+        """Record that a source was ingested now (at ``commit_sha`` for git sources)."""
+        with self.connect() as db:
+            db.execute(
+                "UPDATE source SET updated = ?, commit_sha = COALESCE(?, commit_sha) WHERE id = ?",
+                (time.time(), commit_sha, source_id),
+            )
+
+    # files and chunks
+    def files(self, source_id: str) -> dict[str, FileRecord]:
+        """Manifest of a source's ingested files, by path."""
+        with self.connect() as db:
+            rows = db.execute("SELECT * FROM file WHERE source_id = ?", (source_id,)).fetchall()
+        return {r["path"]: FileRecord(r["source_id"], r["path"], r["sha256"], r["size"], r["n_chunks"]) for r in rows}
+
+    def chunk_ids(self, source_id: str, paths: list[str]) -> dict[str, list[str]]:
+        """Ids of the stored chunks of ``paths``, by path."""
+        found: dict[str, list[str]] = {p: [] for p in paths}
+        with self.connect() as db:
+            for path in paths:
+                rows = db.execute("SELECT id FROM chunk WHERE source_id = ? AND path = ?", (source_id, path))
+                found[path] = [r[0] for r in rows]
+        return found
+
+    def replace_files(self, kb_id: str, source_id: str, files: list[tuple[FileRecord, list[ChunkRecord]]]) -> None:
+        """In one transaction, make each file's stored chunks exactly the given ones."""
+        now = time.time()
+        with self.connect() as db:
+            for record, chunks in files:
+                db.execute("DELETE FROM chunk WHERE source_id = ? AND path = ?", (source_id, record.path))
+                db.executemany(
+                    "INSERT OR REPLACE INTO chunk VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [dataclasses.astuple(c) for c in chunks],
+                )
+                db.execute(
+                    "INSERT OR REPLACE INTO file VALUES (?, ?, ?, ?, ?, ?)",
+                    (source_id, record.path, record.sha256, record.size, record.n_chunks, now),
+                )
+            db.execute("UPDATE kb SET updated = ? WHERE id = ?", (now, kb_id))
+
+    def remove_files(self, source_id: str, paths: list[str]) -> None:
+        """Forget files and their chunks."""
+        with self.connect() as db:
+            for path in paths:
+                db.execute("DELETE FROM chunk WHERE source_id = ? AND path = ?", (source_id, path))
+                db.execute("DELETE FROM file WHERE source_id = ? AND path = ?", (source_id, path))
+
+    def chunks(self, kb_id: str, path: str | None = None, limit: int | None = None) -> list[ChunkRecord]:
+        """Chunks of a knowledge base in file order, optionally of one file."""
+        query = "SELECT * FROM chunk WHERE kb_id = ?"
+        params: list[Any] = [kb_id]
+        if path is not None:
+            query += " AND path = ?"
+            params.append(path)
+        query += " ORDER BY source_id, path, seq"
+        if limit is not None:
+            query += " LIMIT ?"
+            params.append(limit)
+        with self.connect() as db:
+            rows = db.execute(query, params).fetchall()
+        return [ChunkRecord(**dict(r)) for r in rows]
+
+    def chunks_by_id(self, ids: list[str]) -> dict[str, ChunkRecord]:
+        """Chunks with the given ids."""
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        with self.connect() as db:
+            rows = db.execute(f"SELECT * FROM chunk WHERE id IN ({marks})", ids).fetchall()  # noqa: S608
+        return {r["id"]: ChunkRecord(**dict(r)) for r in rows}
+
+
+def _kb(row: sqlite3.Row) -> KnowledgeBase:
+    data = dict(row)
+    data["splitter"] = json.loads(data["splitter"])
+    return KnowledgeBase(**data)

@@ -1,0 +1,50 @@
+"""Chroma access: one client per process, one collection per knowledge base."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.embeddings import Embeddings
+
+from core.settings import Settings
+
+
+def make_client(settings: Settings) -> Any:
+    """A Chroma client: the local store under the data folder, or a ``chroma run`` server."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+    if settings.chroma_host:
+        return chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings)
+    settings.chroma_dir.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(settings.chroma_dir), settings=chroma_settings)
+
+
+def open_store(client: Any, collection: str, embeddings: Embeddings, embedding_key: str) -> Any:
+    """The LangChain vector store over a knowledge base's collection (created if missing).
+
+    The embedding function is always given, so Chroma never falls back to its own default
+    model (which it would try to download).
+    """
+    from langchain_chroma import Chroma
+
+    return Chroma(
+        client=client,
+        collection_name=collection,
+        embedding_function=embeddings,
+        collection_metadata={"hnsw:space": "cosine", "embedding": embedding_key},
+    )
+
+
+def drop_collection(client: Any, collection: str) -> None:
+    """Delete a knowledge base's vectors, if there are any."""
+    if collection in {c.name for c in client.list_collections()}:
+        client.delete_collection(collection)
+
+
+def count(client: Any, collection: str) -> int:
+    """Number of vectors in a collection (0 when it does not exist)."""
+    if collection not in {c.name for c in client.list_collections()}:
+        return 0
+    return client.get_collection(collection).count()

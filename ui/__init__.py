@@ -1,0 +1,1 @@
+"""Page-edge helpers: the only place besides the pages that imports streamlit."""

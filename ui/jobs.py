@@ -1,0 +1,36 @@
+"""A live view of a background job that refreshes itself while the job runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import streamlit as st
+
+from core.jobs import JobState
+from ui.common import services, t
+
+
+def watch(job_id: str, describe: Callable[[JobState], str], label: str, cancel_key: str | None = None) -> None:
+    """Show the job's progress in a running status box every second; rerun the page once it ends."""
+
+    @st.fragment(run_every=1.0)
+    def panel() -> None:
+        job = services().jobs.get(job_id)
+        if job is None or not job.active:
+            st.rerun()
+        # Not used as a context manager: leaving one would mark the box "complete".
+        box = st.status(label, state="running", expanded=True)
+        box.progress(job.fraction or 0.0, text=describe(job))
+        if cancel_key and box.button(t("kb.ingest.cancel"), key=cancel_key):
+            services().jobs.cancel(job_id)
+
+    panel()
+
+
+def first_sight(job: JobState) -> bool:
+    """True the first time this session sees ``job`` finished, so outcomes are shown once."""
+    seen = st.session_state.setdefault("jobs.seen", set())
+    if job.id in seen:
+        return False
+    seen.add(job.id)
+    return True

@@ -1,0 +1,25 @@
+"""Widget and session-state keys, shared by the pages and their tests."""
+
+LANG = "lang"
+
+MODELS_PICK = "models.pick"
+MODELS_LOAD = "models.load"
+MODELS_UNLOAD = "models.unload"
+MODELS_TRY_PROMPT = "models.try_prompt"
+MODELS_TRY_SEND = "models.try_send"
+
+KB_PICK = "kb.pick"
+KB_NEW_NAME = "kb.new_name"
+KB_NEW_EMBEDDING = "kb.new_embedding"
+KB_CREATE = "kb.create"
+KB_FOLDER = "kb.folder"
+KB_INGEST = "kb.ingest"
+KB_CANCEL = "kb.cancel"
+KB_FILE_FILTER = "kb.file_filter"
+KB_CHUNKS = "kb.chunks"
+
+CHAT_KBS = "chat.kbs"
+CHAT_TOP_K = "chat.top_k"
+CHAT_INPUT = "chat.input"
+CHAT_CLEAR = "chat.clear"
+CHAT_MESSAGES = "chat.messages"
