@@ -99,3 +99,54 @@ class JobAlreadyRunning(AppError):
 class JobCancelled(AppError):
     en = "The job was cancelled. Start it again to continue where it stopped."
     zh = "任务已取消。重新开始即可从中断处继续。"
+
+
+class InvalidModelFolder(AppError):
+    en = "'{path}' is not a usable model folder: {reason}."
+    zh = "“{path}” 不是可用的模型文件夹：{reason}。"
+
+
+class InvalidEndpoint(AppError):
+    en = "'{url}' is not a usable endpoint: {reason}. Give a URL like http://localhost:8000/v1."
+    zh = "“{url}” 不是可用的服务地址：{reason}。请填写类似 http://localhost:8000/v1 的地址。"
+
+
+class EndpointUnreachable(AppError):
+    en = "The model server at {url} did not answer ({detail}). Check that it is running and the URL is right."
+    zh = "{url} 上的模型服务没有响应（{detail}）。请确认服务已启动、地址正确。"
+
+
+class HubUnreachable(AppError):
+    en = (
+        "Cannot reach {hub} ({detail}). Check the network or choose another source or mirror; "
+        "or, if you already have the model's files, use “a folder I already have”."
+    )
+    zh = "无法连接 {hub}（{detail}）。请检查网络，或换用其他下载源/镜像；如果已有模型文件，可选择“使用已有文件夹”。"
+
+
+class RepoNotFound(AppError):
+    en = "{repo} was not found on {hub}. Check the repository id, or try the other hub."
+    zh = "在 {hub} 上找不到 {repo}。请检查仓库名，或换一个下载源。"
+
+
+class AccessDenied(AppError):
+    en = (
+        "{hub} refused access to {repo}. If the model is gated, accept its licence on the hub's web page, "
+        "then set your token (MODELSCOPE_API_TOKEN or HF_TOKEN) and restart the app."
+    )
+    zh = "{hub} 拒绝访问 {repo}。若该模型需要授权，请先在网页上同意其许可，再设置令牌（MODELSCOPE_API_TOKEN 或 HF_TOKEN）并重启应用。"
+
+
+class NotEnoughDisk(AppError):
+    en = "Downloading {name} needs {needed:.1f} GB free in {path}, but only {free:.1f} GB is free. Free some space first."
+    zh = "下载 {name} 需要 {path} 有 {needed:.1f} GB 可用空间，目前只有 {free:.1f} GB。请先清理磁盘。"
+
+
+class DownloadCorrupt(AppError):
+    en = "{path} arrived damaged ({detail}) and was removed. Start the download again."
+    zh = "{path} 下载后校验失败（{detail}），已删除。请重新下载。"
+
+
+class ModelInUse(AppError):
+    en = "{name} is loaded or downloading. Unload it, or wait for the download, before deleting its files."
+    zh = "{name} 正在使用或下载中。请先卸载它或等待下载结束，再删除其文件。"

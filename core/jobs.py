@@ -36,6 +36,7 @@ class JobState:
     title: str
     status: JobStatus = "running"
     done: float = 0
+    baseline: float = 0
     total: float | None = None
     unit: str = ""
     message: str = ""
@@ -66,9 +67,10 @@ class JobState:
 
     @property
     def rate(self) -> float | None:
-        """Units of work per second so far."""
+        """Units of work per second so far in this run (``baseline`` was done by earlier runs)."""
         elapsed = self.elapsed_s
-        return self.done / elapsed if elapsed > 0 and self.done else None
+        done = self.done - self.baseline
+        return done / elapsed if elapsed > 0 and done > 0 else None
 
     @property
     def eta_s(self) -> float | None:
@@ -109,10 +111,17 @@ class JobContext:
         total: float | None = None,
         message: str | None = None,
         unit: str | None = None,
+        baseline: float | None = None,
         **detail: Any,
     ) -> None:
-        """Record progress; any argument left out keeps its previous value."""
-        self._manager._update(self._state.id, done=done, total=total, message=message, unit=unit, detail=detail)
+        """Record progress; any argument left out keeps its previous value.
+
+        ``baseline`` is work already done before this run (a resumed download), left out of
+        the rate and the time estimate.
+        """
+        self._manager._update(
+            self._state.id, done=done, total=total, message=message, unit=unit, baseline=baseline, detail=detail
+        )
 
 
 class JobManager:

@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 from core.embeddings.pool import EmbeddingPool
-from core.errors import FolderNotFound
+from core.errors import FolderNotFound, ModelInUse, RepoNotFound
 from core.jobs import JobManager, JobState
 from core.knowledge import vectors
 from core.knowledge.bases import KnowledgeBases
 from core.knowledge.ingest import FolderIngestion
 from core.knowledge.records import KnowledgeBase, Records
-from core.models.loader import LoadOptions
+from core.models import download
+from core.models.hubs import HubClient, make_client
+from core.models.loader import LoadOptions, is_downloaded, model_folder
 from core.models.manager import ModelManager
 from core.models.registry import ModelRegistry
 from core.settings import Settings, get_settings
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelStatus:
+    """Where a catalog model stands; ``fraction`` is the download's progress while it runs."""
+
+    state: str  # loaded | downloading | downloaded | missing | bundled | remote
+    fraction: float | None = None
 
 
 @dataclasses.dataclass
@@ -27,6 +38,20 @@ class Services:
     catalog: ModelRegistry
     models: ModelManager
     knowledge: KnowledgeBases
+    hub_client: Callable[[str, str | None], HubClient] = make_client
+
+    def model_status(self, key: str) -> ModelStatus:
+        """The state of catalog model ``key`` as the Models page shows it."""
+        spec = self.catalog.get(key)
+        current = self.models.current
+        if current and current.spec.key == key:
+            return ModelStatus("loaded")
+        job = self.jobs.latest(f"model:{key}", kind="download")
+        if job and job.active:
+            return ModelStatus("downloading", job.fraction)
+        if spec.source in {"embedded", "remote"}:
+            return ModelStatus("bundled" if spec.source == "embedded" else "remote")
+        return ModelStatus("downloaded" if is_downloaded(spec, self.settings) else "missing")
 
     def start_ingest(self, kb: KnowledgeBase, folder: Path) -> JobState:
         """Ingest ``folder`` into ``kb`` in the background; one job per knowledge base."""
@@ -36,7 +61,7 @@ class Services:
 
         def work(ctx):
             run = FolderIngestion(
-                self.knowledge, kb, folder, int(settings.max_file_mb * 1e6), settings.embed_batch_size * 2, ctx
+                self.knowledge, kb, folder, int(settings.max_file_mb * 1e6), settings.embed_batch_size, ctx
             )
             return run.run().as_dict()
 
@@ -52,8 +77,36 @@ class Services:
 
         return self.jobs.submit("load", "model", spec.name, work)
 
+    def start_download(self, key: str, hub: str | None = None, endpoint: str | None = None) -> JobState:
+        """Download chat model ``key`` in the background from ``hub`` (or a mirror ``endpoint``)."""
+        spec = self.catalog.get(key)
+        hub = hub or self.settings.hub
+        repo_id = spec.hub_id(hub)
+        if not repo_id:
+            raise RepoNotFound(repo=spec.name, hub=hub)
+        if hub == "huggingface":
+            endpoint = endpoint or self.settings.hf_endpoint
+        folder = model_folder(spec, self.settings)
 
-def build_services(settings: Settings | None = None) -> Services:
+        def work(ctx):
+            return download.download(spec, self.hub_client(hub, endpoint), repo_id, folder, ctx)
+
+        return self.jobs.submit("download", f"model:{key}", spec.name, work)
+
+    def delete_model_files(self, key: str) -> None:
+        """Delete a downloaded model's files (never a folder the user pointed at)."""
+        spec = self.catalog.get(key)
+        busy = [j for j in self.jobs.active() if j.target == f"model:{key}"]
+        current = self.models.current
+        if busy or (current and current.spec.key == key):
+            raise ModelInUse(name=spec.name)
+        if spec.source == "hub" and not spec.local_path:
+            download.delete(model_folder(spec, self.settings))
+
+
+def build_services(
+    settings: Settings | None = None, hub_client: Callable[[str, str | None], HubClient] = make_client
+) -> Services:
     """Create the services for ``settings`` (the environment's by default)."""
     settings = settings or get_settings()
     settings.ensure_dirs()
@@ -67,4 +120,5 @@ def build_services(settings: Settings | None = None) -> Services:
         catalog=catalog,
         models=ModelManager(settings, catalog),
         knowledge=knowledge,
+        hub_client=hub_client,
     )

@@ -52,14 +52,13 @@ job = app.jobs.latest(f"kb:{kb.id}", kind="ingest")
 
 
 def describe(job) -> str:
-    chunks = job.detail.get("chunks_added", 0)
-    rate = chunks / job.elapsed_s if job.elapsed_s > 0 else 0.0
+    chunks = job.detail.get("chunks_embedded", 0)
     return t(
         "kb.ingest.progress",
-        done=int(job.done),
-        total=int(job.total or 0),
+        done=job.detail.get("files_done", 0),
+        total=job.detail.get("files_total", 0),
         chunks=chunks,
-        rate=rate,
+        rate=chunks / job.elapsed_s if job.elapsed_s > 0 else 0.0,
         eta=duration(job.eta_s),
     )
 
@@ -97,7 +96,7 @@ else:
         st.warning(t("kb.ingest.cancelled"))
     elif job and job.status == "interrupted":
         st.warning(t("kb.ingest.interrupted"))
-    elif job and job.status == "failed" and first_sight(job):
+    elif job and job.status == "failed":
         st.error(t("kb.ingest.failed", error=job.error_message(lang())), icon="⚠️")
 
 st.subheader(t("kb.preview.header"))

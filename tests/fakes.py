@@ -44,3 +44,50 @@ class HashEmbeddings(Embeddings):
     def embedded(self) -> int:
         """How many texts were embedded as documents so far."""
         return sum(self.calls)
+
+
+class FakeHub:
+    """A model hub in memory, implementing the downloader's ``HubClient`` interface.
+
+    It can drop the connection once after ``fail_after`` bytes, ignore Range requests, or
+    raise ``error`` on every call (an unreachable hub, a missing repository).
+    """
+
+    name = "FakeHub"
+
+    def __init__(self, files, *, fail_after=None, ignore_range=False, error=None, chunk=4, on_chunk=None):
+        self.files = files
+        self.fail_after = fail_after
+        self.ignore_range = ignore_range
+        self.error = error
+        self.chunk = chunk
+        self.on_chunk = on_chunk
+        self.opened: list[tuple[str, int]] = []
+
+    def list_files(self, repo_id, revision=None):
+        from core.models.hubs import RemoteFile
+
+        if self.error:
+            raise self.error
+        return [RemoteFile(path, len(data), hashlib.sha256(data).hexdigest()) for path, data in self.files.items()]
+
+    def open(self, repo_id, path, revision=None, offset=0):
+        from core.errors import HubUnreachable
+        from core.models.hubs import RemoteStream
+
+        if self.error:
+            raise self.error
+        self.opened.append((path, offset))
+        start = 0 if self.ignore_range else offset
+        body = self.files[path][start:]
+
+        def chunks():
+            for i in range(0, len(body), self.chunk):
+                if self.fail_after is not None and i >= self.fail_after:
+                    self.fail_after = None
+                    raise HubUnreachable(hub=self.name, detail="connection reset")
+                if self.on_chunk:
+                    self.on_chunk()
+                yield body[i : i + self.chunk]
+
+        return RemoteStream(start, len(self.files[path]), chunks())

@@ -10,7 +10,13 @@ from core.jobs import JobState
 from ui.common import services, t
 
 
-def watch(job_id: str, describe: Callable[[JobState], str], label: str, cancel_key: str | None = None) -> None:
+def watch(
+    job_id: str,
+    describe: Callable[[JobState], str],
+    label: str,
+    cancel_key: str | None = None,
+    cancel_label: str | None = None,
+) -> None:
     """Show the job's progress in a running status box every second; rerun the page once it ends."""
 
     @st.fragment(run_every=1.0)
@@ -21,7 +27,7 @@ def watch(job_id: str, describe: Callable[[JobState], str], label: str, cancel_k
         # Not used as a context manager: leaving one would mark the box "complete".
         box = st.status(label, state="running", expanded=True)
         box.progress(job.fraction or 0.0, text=describe(job))
-        if cancel_key and box.button(t("kb.ingest.cancel"), key=cancel_key):
+        if cancel_key and box.button(cancel_label or t("kb.ingest.cancel"), key=cancel_key):
             services().jobs.cancel(job_id)
 
     panel()

@@ -32,7 +32,9 @@ class IngestReport:
     files_unchanged: int = 0
     files_ingested: int = 0
     files_removed: int = 0
+    files_prepared: int = 0
     chunks_added: int = 0
+    chunks_embedded: int = 0
     chunks_removed: int = 0
     seconds: float = 0.0
     skipped: list[SkippedFile] = dataclasses.field(default_factory=list)
@@ -67,19 +69,23 @@ class FolderIngestion:
         kb: KnowledgeBase,
         folder: Path,
         max_file_bytes: int,
-        batch_size: int = 64,
+        embed_batch: int = 32,
         ctx: JobContext | None = None,
     ) -> None:
         self.bases = bases
         self.kb = kb
         self.folder = folder
         self.max_file_bytes = max_file_bytes
-        self.batch_size = batch_size
+        self.embed_batch = embed_batch
+        # Files are committed to the records in groups of about this many chunks.
+        self.group_chunks = embed_batch * 8
         self.ctx = ctx
         self.splitter = bases.splitter(kb)
         self.signature = self.splitter.signature()
         self.report = IngestReport()
         self._started = 0.0
+        self._bytes_done = 0
+        self._bytes_total = 0
 
     def run(self) -> IngestReport:
         """Ingest everything that changed since the last run; returns what was done."""
@@ -94,24 +100,26 @@ class FolderIngestion:
         found, skipped = scan_folder(folder, self.max_file_bytes)
         self.report.files_found = len(found)
         self.report.skipped = skipped
+        self._bytes_total = sum(f.size for f in found)
         manifest = records.files(source.id)
         store = self.bases.store(self.kb)
         pending: list[_Pending] = []
-        for index, file in enumerate(found):
+        for file in found:
             self._check_cancelled()
             item = self._prepare(file, source.id, manifest)
             if item:
                 pending.append(item)
-            if sum(len(p.chunks) for p in pending) >= self.batch_size:
+            else:
+                self._bytes_done += file.size
+            if sum(len(p.chunks) for p in pending) >= self.group_chunks:
                 self._flush(store, source.id, pending)
                 pending = []
-            self._progress(index + 1, len(found))
-        self._check_cancelled()
+            self._progress()
         self._flush(store, source.id, pending)
         self._remove_missing(store, source.id, manifest, {f.path for f in found})
         records.mark_source_updated(source.id)
         self.report.seconds = time.perf_counter() - self._started
-        self._progress(len(found), len(found))
+        self._progress()
         return self.report
 
     def _prepare(self, file: FoundFile, source_id: str, manifest: dict[str, FileRecord]) -> _Pending | None:
@@ -146,6 +154,7 @@ class FolderIngestion:
                 ),
             )
         record = FileRecord(source_id, file.path, digest, file.size, len(chunks))
+        self.report.files_prepared += 1
         return _Pending(record, list(chunks.values()))
 
     def _flush(self, store, source_id: str, pending: list[_Pending]) -> None:
@@ -159,12 +168,22 @@ class FolderIngestion:
         # After a crash between writing vectors and records, some vectors already exist.
         present = set(store.get(ids=[c.id for c in candidates], include=[])["ids"]) if candidates else set()
         to_embed = [c for c in candidates if c.id not in present]
-        if to_embed:
+        group_bytes = sum(p.record.size for p in pending)
+        credited = 0
+        for start in range(0, len(to_embed), self.embed_batch):
+            self._check_cancelled()
+            part = to_embed[start : start + self.embed_batch]
             store.add_texts(
-                texts=[c.text for c in to_embed],
-                metadatas=[{"source_id": c.source_id, "path": c.path} for c in to_embed],
-                ids=[c.id for c in to_embed],
+                texts=[c.text for c in part],
+                metadatas=[{"source_id": c.source_id, "path": c.path} for c in part],
+                ids=[c.id for c in part],
             )
+            self.report.chunks_embedded += len(part)
+            credit = group_bytes * (start + len(part)) // len(to_embed)
+            self._bytes_done += credit - credited
+            credited = credit
+            self._progress()
+        self._bytes_done += group_bytes - credited
         stale = sorted(old_ids - new_ids)
         if stale:
             store.delete(ids=stale)
@@ -188,14 +207,14 @@ class FolderIngestion:
         if self.ctx:
             self.ctx.check_cancelled()
 
-    def _progress(self, done: int, total: int) -> None:
+    def _progress(self) -> None:
         if self.ctx:
             self.ctx.progress(
-                done=done,
-                total=total,
-                unit="files",
-                chunks_added=self.report.chunks_added,
-                files_ingested=self.report.files_ingested,
-                files_unchanged=self.report.files_unchanged,
+                done=self._bytes_done,
+                total=self._bytes_total,
+                unit="bytes",
+                files_total=self.report.files_found,
+                files_done=self.report.files_ingested + self.report.files_unchanged,
+                chunks_embedded=self.report.chunks_embedded,
                 skipped=len(self.report.skipped),
             )

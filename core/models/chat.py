@@ -106,12 +106,20 @@ class LocalChatModel(BaseChatModel):
     def render_prompt(self, messages: list[BaseMessage]) -> str:
         """The exact text the model sees for ``messages``."""
         chat = to_chat_messages(messages, self.loaded.spec.system_role)
-        return self.loaded.tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+        return self.loaded.tokenizer.apply_chat_template(
+            chat, add_generation_prompt=True, tokenize=False, **self.loaded.spec.template_kwargs
+        )
 
     def stop_token_ids(self) -> list[int]:
-        """Token ids that end generation: the catalog's stop tokens plus the tokenizer's eos."""
+        """Token ids that end generation.
+
+        The catalog's stop tokens, the tokenizer's eos and the eos ids of the model's
+        generation_config.json.
+        """
         tokenizer = self.loaded.tokenizer
         ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+        configured = getattr(getattr(self.loaded.model, "generation_config", None), "eos_token_id", None)
+        ids.update([configured] if isinstance(configured, int) else configured or ())
         vocab = tokenizer.get_vocab()
         ids.update(vocab[t] for t in self.loaded.spec.stop_tokens if t in vocab)
         return sorted(ids)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import gc
+import sys
 import threading
 import time
 from _thread import LockType
@@ -11,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from core.errors import ModelLoadFailed, ModelNotDownloaded, RemoteCodeNotAllowed
-from core.models import embedded
+from core.errors import EmbeddedModelMissing, ModelLoadFailed, ModelNotDownloaded, RemoteCodeNotAllowed
+from core.models import download, embedded
 from core.models.prompt_formats import PROMPT_FORMATS
 from core.models.spec import ModelSpec
 from core.settings import Settings
@@ -54,16 +56,23 @@ def model_folder(spec: ModelSpec, settings: Settings) -> Path:
 
 
 def is_downloaded(spec: ModelSpec, settings: Settings) -> bool:
-    """Whether the model's files are present (the embedded model counts once installed)."""
+    """Whether the model's files are all present.
+
+    That is a finished download, a folder the user pointed at, the installed embedded model,
+    or a server (nothing to download).
+    """
     if spec.source == "remote":
         return True
     if spec.source == "embedded":
         try:
             embedded.gguf_file()
-        except Exception:  # noqa: BLE001 - any failure to locate it means "not available"
+        except EmbeddedModelMissing:
             return False
         return True
-    return (model_folder(spec, settings) / "config.json").is_file()
+    folder = model_folder(spec, settings)
+    if spec.local_path:
+        return (folder / "config.json").is_file()
+    return download.is_complete(folder)
 
 
 def pick_device(requested: Device = "auto") -> str:
@@ -77,6 +86,25 @@ def pick_device(requested: Device = "auto") -> str:
     if torch.backends.mps.is_available():
         return "mps"
     return "cpu"
+
+
+def available_devices() -> list[str]:
+    """Devices this machine can run a model on, best first."""
+    import torch
+
+    devices = ["cuda"] if torch.cuda.is_available() else []
+    if torch.backends.mps.is_available():
+        devices.append("mps")
+    return [*devices, "cpu"]
+
+
+def quantization_available() -> bool:
+    """Whether 8-bit and 4-bit loading can work here (bitsandbytes and a CUDA GPU)."""
+    import importlib.util
+
+    import torch
+
+    return torch.cuda.is_available() and importlib.util.find_spec("bitsandbytes") is not None
 
 
 def pick_dtype(spec: ModelSpec, device: str, requested: str = "auto") -> str:
@@ -103,7 +131,7 @@ def load(spec: ModelSpec, settings: Settings, options: LoadOptions, progress: Pr
         folder = embedded.ensure_converted(model_folder(spec, settings))
     else:
         folder = model_folder(spec, settings)
-        if not (folder / "config.json").is_file():
+        if not is_downloaded(spec, settings):
             raise ModelNotDownloaded(name=spec.name, path=folder)
     device = pick_device(options.device)
     dtype = pick_dtype(spec, device, options.dtype)
@@ -169,6 +197,9 @@ def release(loaded: LoadedModel) -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+    if sys.platform.startswith("linux"):
+        # glibc keeps freed heap pages for reuse; hand them back so the memory shows as free.
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _short(exc: Exception) -> str:

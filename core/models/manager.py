@@ -10,13 +10,16 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
 from core.errors import NoModelLoaded
-from core.models import loader
+from core.models import loader, remote
 from core.models.chat import LocalChatModel
 from core.models.loader import LoadedModel, LoadOptions, Progress
 from core.models.registry import ModelRegistry
+from core.models.remote import RemoteModel
 from core.settings import Settings
 
 FAKE_REPLY = "This is a canned answer from the fake backend [1]. 这是测试用的固定回答。"
+
+Resident = LoadedModel | RemoteModel
 
 
 class ModelManager:
@@ -26,28 +29,31 @@ class ModelManager:
         self._settings = settings
         self._registry = registry
         self._lock = threading.Lock()
-        self._loaded: LoadedModel | None = None
+        self._resident: Resident | None = None
+        self._options: LoadOptions | None = None
 
     @property
-    def current(self) -> LoadedModel | None:
+    def current(self) -> Resident | None:
         """The resident model, if any."""
-        return self._loaded
+        return self._resident
 
-    def load(self, key: str, options: LoadOptions | None = None, progress: Progress | None = None) -> LoadedModel:
+    def load(self, key: str, options: LoadOptions | None = None, progress: Progress | None = None) -> Resident:
         """Make ``key`` the resident model; a no-op when it is already loaded the same way."""
         options = options or LoadOptions()
         with self._lock:
-            current = self._loaded
-            if current and current.spec.key == key and current.options == options:
-                return current
+            resident = self._resident
+            if resident and resident.spec.key == key and self._options == options:
+                return resident
             spec = self._registry.get(key)
-            if current:
-                self._unload_locked()
-            if self._settings.llm_backend == "fake":
-                self._loaded = LoadedModel(spec, None, None, "cpu", "float32", Path(), 0.0, options)
+            self._unload_locked()
+            if spec.source == "remote":
+                self._resident = remote.connect(spec)
+            elif self._settings.llm_backend == "fake":
+                self._resident = LoadedModel(spec, None, None, "cpu", "float32", Path(), 0.0, options)
             else:
-                self._loaded = loader.load(spec, self._settings, options, progress)
-            return self._loaded
+                self._resident = loader.load(spec, self._settings, options, progress)
+            self._options = options
+            return self._resident
 
     def unload(self) -> None:
         """Free the resident model's memory."""
@@ -55,14 +61,22 @@ class ModelManager:
             self._unload_locked()
 
     def _unload_locked(self) -> None:
-        if self._loaded:
-            loaded, self._loaded = self._loaded, None
-            loader.release(loaded)
+        resident, self._resident, self._options = self._resident, None, None
+        if isinstance(resident, LoadedModel):
+            loader.release(resident)
 
     def chat_model(self, **generation: Any) -> BaseChatModel:
-        """A LangChain chat model over the resident model with ``generation`` parameters."""
+        """A LangChain chat model over the resident model.
+
+        ``generation`` sets max_new_tokens, temperature, top_p or repetition_penalty; a value
+        left out or None keeps the catalog row's default.
+        """
+        resident = self._resident
+        generation = {k: v for k, v in generation.items() if v is not None}
+        if isinstance(resident, RemoteModel):
+            return remote.chat_model(resident.spec, **generation)
         if self._settings.llm_backend == "fake":
             return FakeListChatModel(responses=[FAKE_REPLY], sleep=0.01)
-        if not self._loaded:
+        if resident is None:
             raise NoModelLoaded()
-        return LocalChatModel(loaded=self._loaded, **generation)
+        return LocalChatModel(loaded=resident, **generation)

@@ -1,10 +1,15 @@
-"""The catalog as the app sees it: built-in rows plus rows users added, saved as JSON."""
+"""The catalog as the app sees it: built-in rows plus the user's rows, saved as JSON.
+
+A user row with a built-in row's key replaces it; that is how "use a folder I already have"
+points a catalog model at a folder downloaded by hand.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+import threading
 from pathlib import Path
 
 from core.errors import UnknownModel
@@ -17,10 +22,14 @@ class ModelRegistry:
 
     def __init__(self, user_file: Path) -> None:
         self._file = user_file
+        self._lock = threading.Lock()
 
     def all(self) -> list[ModelSpec]:
-        """Every row, built-in first."""
-        return [*BUILTIN_MODELS, *self._user_rows()]
+        """Every row: built-in rows (or the user's replacements) first, then the user's own."""
+        user = {spec.key: spec for spec in self._user_rows()}
+        builtin_keys = {spec.key for spec in BUILTIN_MODELS}
+        rows = [user.get(spec.key, spec) for spec in BUILTIN_MODELS]
+        return rows + [spec for key, spec in user.items() if key not in builtin_keys]
 
     def get(self, key: str) -> ModelSpec:
         """The row ``key``; raises :class:`UnknownModel`."""
@@ -29,16 +38,25 @@ class ModelRegistry:
                 return spec
         raise UnknownModel(key=key)
 
+    def is_builtin(self, key: str) -> bool:
+        """Whether ``key`` is one of the app's own rows."""
+        return any(spec.key == key for spec in BUILTIN_MODELS)
+
     def add(self, spec: ModelSpec) -> None:
-        """Save a user row, replacing a user row with the same key."""
-        if any(s.key == spec.key for s in BUILTIN_MODELS):
-            raise ValueError(f"'{spec.key}' is a built-in model key")
-        rows = [s for s in self._user_rows() if s.key != spec.key] + [spec]
-        self._write(rows)
+        """Save a user row, replacing any user row with the same key."""
+        with self._lock:
+            self._write([s for s in self._user_rows() if s.key != spec.key] + [spec])
+
+    def use_folder(self, key: str, folder: Path) -> ModelSpec:
+        """Point row ``key`` at a folder the user already has."""
+        spec = dataclasses.replace(self.get(key), local_path=str(folder.expanduser().resolve()))
+        self.add(spec)
+        return spec
 
     def remove(self, key: str) -> None:
-        """Forget a user row (its files are left alone)."""
-        self._write([s for s in self._user_rows() if s.key != key])
+        """Forget a user row (files are left alone); a built-in row returns to its defaults."""
+        with self._lock:
+            self._write([s for s in self._user_rows() if s.key != key])
 
     def _user_rows(self) -> list[ModelSpec]:
         if not self._file.is_file():

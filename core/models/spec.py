@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 ModelSource = Literal["embedded", "hub", "local", "remote"]
 
@@ -23,8 +24,9 @@ class ModelSpec:
     """One chat model the app knows how to fetch, load and prompt.
 
     ``prompt_format`` is None when the tokenizer carries its own chat template, otherwise the
-    name of a format in :mod:`core.models.prompt_formats`. ``stop_tokens`` are the special
-    tokens that end an assistant turn, beyond the tokenizer's eos token.
+    name of a format in :mod:`core.models.prompt_formats`; ``template_kwargs`` go to the
+    template (e.g. Qwen3's ``enable_thinking``). ``stop_tokens`` are the special tokens that
+    end an assistant turn, beyond the eos tokens the model's own configs name.
     """
 
     key: str
@@ -44,6 +46,7 @@ class ModelSpec:
     prompt_format: str | None = None
     stop_tokens: tuple[str, ...] = ()
     system_role: bool = True
+    template_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     defaults: GenerationDefaults = GenerationDefaults()
     licence: str = ""
     notes: str = ""

@@ -1,29 +1,44 @@
+from core.errors import HubUnreachable
 from tests.app.conftest import wait_for_jobs
+from tests.fakes import FakeHub
+from tests.tiny_models import build_tiny_model
+from ui.common import services
+
+FILES = {"config.json": b'{"model_type": "qwen2"}', "model.safetensors": b"\x00" * 4096}
 
 
-def test_catalog_lists_the_seed_models_with_their_status(app):
-    app.switch_page("pages/models.py").run()
+def _models(app):
+    return app.switch_page("pages/models.py").run()
+
+
+def _status(app):
     table = app.dataframe[0].value
-    names = list(table["Model"])
-    assert "Qwen2-7B-Instruct" in names and "internlm-chat-7b" in names
-    status = dict(zip(table["Model"], table["Status"], strict=True))
+    return dict(zip(table["Model"], table["Status"], strict=True))
+
+
+def test_catalog_lists_the_seed_models_and_successors_with_their_status(app):
+    _models(app)
+    status = _status(app)
+    for name in ["Qwen2-7B-Instruct", "gemma-2-9b-it", "Meta-Llama-3-8B-Instruct", "XVERSE-7B-Chat",
+                 "internlm-chat-7b", "Qwen2.5-7B-Instruct", "Qwen3-8B", "internlm2_5-7b-chat", "glm-4-9b-chat",
+                 "Qwen2.5-0.5B-Instruct", "Qwen2.5-1.5B-Instruct"]:
+        assert status[name] == "not downloaded"
     assert status["SmolLM2-135M-Instruct (embedded)"] == "bundled"
-    assert status["gemma-2-9b-it"] == "not downloaded"
 
 
 def test_load_runs_in_the_background_and_survives_page_switches(app):
-    app.switch_page("pages/models.py").run()
+    _models(app)
     app.button(key="models.load").click().run()
     wait_for_jobs()
     app.switch_page("pages/start.py").run()
     assert "Loaded: SmolLM2-135M-Instruct (embedded)" in [c.value for c in app.caption]
-    app.switch_page("pages/models.py").run()
+    _models(app)
     assert app.success[0].value.startswith("In memory: SmolLM2-135M-Instruct")
-    assert app.table is not None and "loaded" in list(app.dataframe[0].value["Status"])
+    assert _status(app)["SmolLM2-135M-Instruct (embedded)"] == "loaded"
 
 
 def test_try_it_streams_a_reply_and_unload_frees_the_model(app):
-    app.switch_page("pages/models.py").run()
+    _models(app)
     app.button(key="models.load").click().run()
     wait_for_jobs()
     app.run()
@@ -31,3 +46,53 @@ def test_try_it_streams_a_reply_and_unload_frees_the_model(app):
     assert any("canned answer" in m.value for m in app.markdown)
     app.button(key="models.unload").click().run()
     assert app.info[0].value == "No model in memory."
+
+
+def test_download_shows_progress_then_the_model_is_downloaded(app):
+    services().hub_client = lambda hub, endpoint: FakeHub(FILES)
+    _models(app)
+    app.selectbox(key="models.pick").select("qwen2.5-0.5b-instruct").run()
+    app.button(key="models.download").click().run()
+    wait_for_jobs()
+    app.run()
+    assert _status(app)["Qwen2.5-0.5B-Instruct"] == "downloaded"
+    assert app.button(key="models.load") is not None
+
+
+def test_unreachable_hub_offers_a_folder_already_on_disk(app, tmp_path):
+    error = HubUnreachable(hub="ModelScope", detail="ConnectionError")
+    services().hub_client = lambda hub, endpoint: FakeHub(FILES, error=error)
+    _models(app)
+    app.selectbox(key="models.pick").select("qwen2.5-0.5b-instruct").run()
+    app.button(key="models.download").click().run()
+    wait_for_jobs()
+    app.run()
+    assert len(app.error) == 1 and "Cannot reach ModelScope" in app.error[0].value
+
+    folder = build_tiny_model(tmp_path / "by-hand", "qwen2")
+    app.text_input(key="models.folder").input(str(folder)).run()
+    app.button(key="models.use_folder").click().run()
+    assert _status(app)["Qwen2.5-0.5B-Instruct"] == "downloaded"
+
+
+def test_add_a_local_folder_and_a_server_to_the_catalog(app, tmp_path):
+    folder = build_tiny_model(tmp_path / "my-model", "llama")
+    _models(app)
+    app.text_input(key="models.add_name").input("My tiny model").run()
+    app.text_input(key="models.add_path").input(str(folder)).run()
+    app.button(key="models.add_folder_button").click().run()
+    assert _status(app)["My tiny model"] == "downloaded"
+
+    app.text_input(key="models.add_name").input("").run()
+    app.text_input(key="models.add_url").input("ftp://example.org").run()
+    app.text_input(key="models.add_served").input("qwen").run()
+    app.button(key="models.add_server_button").click().run()
+    assert len(app.error) == 1 and "only http:// and https://" in app.error[0].value
+
+
+def test_remote_code_models_ask_for_consent(app, tmp_path):
+    services().catalog.use_folder("internlm2_5-7b-chat", build_tiny_model(tmp_path / "internlm", "llama"))
+    _models(app)
+    app.selectbox(key="models.pick").select("internlm2_5-7b-chat").run()
+    assert "trust_remote_code" in app.warning[0].value
+    assert app.checkbox(key="models.consent.internlm2_5-7b-chat").value is False

@@ -19,7 +19,7 @@ def _corpus(root):
 
 
 def _ingest(bases, kb, folder, ctx=None, batch=8):
-    return FolderIngestion(bases, kb, folder, max_file_bytes=1_000_000, batch_size=batch, ctx=ctx).run()
+    return FolderIngestion(bases, kb, folder, max_file_bytes=1_000_000, embed_batch=batch, ctx=ctx).run()
 
 
 @pytest.fixture
@@ -67,30 +67,31 @@ def test_changed_file_reembeds_only_new_chunks_and_deleted_file_is_removed(bases
     assert "README.md" not in set(bases.chunk_table(kb)["path"])
 
 
-def test_cancelled_run_then_rerun_equals_one_clean_run(bases, kb, tmp_path, settings):
+def test_cancelled_run_then_rerun_equals_one_clean_run(bases, kb, tmp_path, fake_embeddings):
     folder = _corpus(tmp_path / "src")
 
-    class CancelAfterFirstBatch:
+    class CancelAfterAFewBatches:
         calls = 0
 
         def check_cancelled(self):
             self.calls += 1
-            if self.calls > 2:
+            if self.calls > 5:
                 raise JobCancelled()
 
         def progress(self, **_):
             pass
 
     with pytest.raises(JobCancelled):
-        _ingest(bases, kb, folder, ctx=CancelAfterFirstBatch(), batch=4)
-    partial = bases.stats(kb).chunks
+        _ingest(bases, kb, folder, ctx=CancelAfterAFewBatches(), batch=1)
+    assert bases.stats(kb).vectors > 0
     _ingest(bases, kb, folder)
     resumed = bases.stats(kb)
+    embedded_with_cancel = fake_embeddings.embedded
 
     clean = bases.create("clean", EMBEDDING, SplitterSettings(chunk_size=200, chunk_overlap=40))
     _ingest(bases, clean, folder)
-    assert 0 < partial < resumed.chunks
     assert resumed.chunks == resumed.vectors == bases.stats(clean).chunks
+    assert embedded_with_cancel == fake_embeddings.embedded - embedded_with_cancel  # nothing embedded twice
 
 
 def test_vectors_written_before_a_crash_are_not_duplicated(bases, kb, tmp_path, fake_embeddings):

@@ -1,0 +1,167 @@
+"""Download a model repository into the models folder: resumable, cancellable, verified.
+
+Each file streams into ``<name>.part`` and is renamed once complete (and checked against
+its size and, where the hub publishes one, its SHA-256). A new run skips complete files and
+continues ``.part`` files from where they stopped. A marker file is written last, so a model
+only counts as downloaded when every file is in place.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from core.errors import DownloadCorrupt, HubUnreachable, NotEnoughDisk
+from core.jobs import JobContext
+from core.models.hubs import HubClient, RemoteFile
+from core.models.spec import ModelSpec
+
+COMPLETE_MARKER = ".download-complete.json"
+# Never needed to load a model with transformers: other runtimes' weights, training leftovers
+# and the original (non-transformers) checkpoints some repositories carry.
+SKIP_PATTERNS = (
+    ".gitattributes", ".gitignore", "*.gguf", "*.onnx", "*.onnx_data", "onnx/*", "openvino/*", "*.tflite", "*.h5",
+    "*.msgpack", "*.ot", "coreml/*", "*.mlmodel", "original/*", "consolidated*.pth", "consolidated*.safetensors",
+    "training_args.bin", "optimizer.pt", "scheduler.pt", "rng_state*.pth", "*.ckpt",
+)
+TORCH_WEIGHTS = ("pytorch_model*.bin", "pytorch_model.bin.index.json", "*.pt", "*.pth")
+_RETRIES = 3
+_DISK_MARGIN_BYTES = 200 * 1024**2
+
+
+def select_files(files: list[RemoteFile]) -> list[RemoteFile]:
+    """The files transformers needs; pickled weights are dropped when safetensors exist.
+
+    >>> names = ["config.json", "model.safetensors", "pytorch_model.bin", "onnx/model.onnx", "model.gguf"]
+    >>> [f.path for f in select_files([RemoteFile(n, 1) for n in names])]
+    ['config.json', 'model.safetensors']
+    """
+
+    def skipped(path: str, patterns: tuple[str, ...]) -> bool:
+        return any(fnmatch.fnmatchcase(path.lower(), p) for p in patterns)
+
+    kept = [f for f in files if not skipped(f.path, SKIP_PATTERNS)]
+    if any(f.path.endswith(".safetensors") for f in kept):
+        kept = [f for f in kept if not skipped(f.path, TORCH_WEIGHTS)]
+    return sorted(kept, key=lambda f: (f.size, f.path))
+
+
+def is_complete(folder: Path) -> bool:
+    """Whether a download into ``folder`` finished."""
+    return (folder / COMPLETE_MARKER).is_file()
+
+
+def download(
+    spec: ModelSpec, client: HubClient, repo_id: str, folder: Path, ctx: JobContext | None = None
+) -> dict:
+    """Fetch repository ``repo_id`` of ``spec`` from ``client``'s hub into ``folder``."""
+    files = select_files(client.list_files(repo_id, spec.revision))
+    folder.mkdir(parents=True, exist_ok=True)
+    have = {f.path: _present_bytes(folder, f) for f in files}
+    total = sum(f.size for f in files)
+    already = sum(have.values())
+    _check_disk(spec, folder, total - already)
+    progress = _Progress(ctx, total, already)
+    for file in files:
+        if have[file.path] == file.size and (folder / file.path).is_file():
+            continue
+        _fetch(client, repo_id, spec.revision, file, folder, progress)
+    (folder / COMPLETE_MARKER).write_text(
+        json.dumps({"repo": repo_id, "hub": client.name, "files": len(files), "bytes": total, "at": time.time()}),
+        encoding="utf-8",
+    )
+    return {"files": len(files), "bytes": total, "resumed_from": already}
+
+
+def delete(folder: Path) -> None:
+    """Remove a downloaded model's folder."""
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+class _Progress:
+    def __init__(self, ctx: JobContext | None, total: int, already: int) -> None:
+        self.ctx = ctx
+        self.total = total
+        self.done = already
+        if ctx:
+            ctx.progress(done=already, total=total, unit="bytes", baseline=already)
+
+    def add(self, count: int) -> None:
+        self.done += count
+        if self.ctx:
+            self.ctx.check_cancelled()
+            self.ctx.progress(done=self.done)
+
+
+def _present_bytes(folder: Path, file: RemoteFile) -> int:
+    final = folder / file.path
+    if final.is_file() and final.stat().st_size == file.size:
+        return file.size
+    part = _part(final)
+    return min(part.stat().st_size, file.size) if part.is_file() else 0
+
+
+def _part(path: Path) -> Path:
+    return path.with_name(path.name + ".part")
+
+
+def _check_disk(spec: ModelSpec, folder: Path, remaining: int) -> None:
+    free = shutil.disk_usage(folder).free
+    if free < remaining + _DISK_MARGIN_BYTES:
+        raise NotEnoughDisk(name=spec.name, needed=(remaining + _DISK_MARGIN_BYTES) / 1e9, free=free / 1e9,
+                            path=str(folder))
+
+
+def _fetch(client: HubClient, repo_id: str, revision: str | None, file: RemoteFile, folder: Path,
+           progress: _Progress) -> None:
+    final = folder / file.path
+    final.parent.mkdir(parents=True, exist_ok=True)
+    part = _part(final)
+    for attempt in range(_RETRIES):
+        offset = part.stat().st_size if part.is_file() else 0
+        if offset > file.size:
+            part.unlink()
+            offset = 0
+        try:
+            _stream_into(client, repo_id, revision, file, part, offset, progress)
+            break
+        except HubUnreachable:
+            if attempt == _RETRIES - 1:
+                raise
+            time.sleep(1 + attempt)  # a dropped connection mid-file: resume from the .part
+    _verify(file, part)
+    os.replace(part, final)
+
+
+def _stream_into(client: HubClient, repo_id: str, revision: str | None, file: RemoteFile, part: Path,
+                 offset: int, progress: _Progress) -> None:
+    stream = client.open(repo_id, file.path, revision, offset)
+    try:
+        if stream.offset == 0 and offset:
+            progress.add(-offset)  # the server ignored the range: those bytes come again
+        with part.open("ab" if stream.offset else "wb") as handle:
+            for chunk in stream.chunks:
+                handle.write(chunk)
+                progress.add(len(chunk))
+    finally:
+        stream.close()
+
+
+def _verify(file: RemoteFile, part: Path) -> None:
+    size = part.stat().st_size
+    if size != file.size:
+        part.unlink()
+        raise DownloadCorrupt(path=file.path, detail=f"{size} bytes instead of {file.size}")
+    if file.sha256:
+        digest = hashlib.sha256()
+        with part.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+        if digest.hexdigest() != file.sha256.lower():
+            part.unlink()
+            raise DownloadCorrupt(path=file.path, detail="SHA-256 mismatch")

@@ -1,0 +1,238 @@
+"""The parts of the Models page: catalog table, download, load and add-a-model panels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from core.errors import AppError
+from core.models import memory
+from core.models.custom import row_for_endpoint, row_from_folder, row_from_hub
+from core.models.loader import LoadOptions, available_devices, quantization_available
+from core.models.prompt_formats import PROMPT_FORMATS
+from core.models.spec import ModelSpec
+from core.services import Services
+from ui import keys
+from ui.common import duration, lang, show_error, t
+from ui.jobs import first_sight, watch
+
+
+def status_text(app: Services, key: str) -> str:
+    """A row's status in words."""
+    status = app.model_status(key)
+    if status.state == "downloading":
+        return t("models.status.downloading", pct=f"{(status.fraction or 0):.0%}")
+    return t(f"models.status.{status.state}")
+
+
+def catalog_table(app: Services, specs: list[ModelSpec]) -> ModelSpec:
+    """The catalog as a table and a picker; returns the picked row (the resident model at first)."""
+    table = pd.DataFrame(
+        {
+            t("models.col.name"): [s.name for s in specs],
+            t("models.col.status"): [status_text(app, s.key) for s in specs],
+            t("models.col.params"): [s.params_b or None for s in specs],
+            t("models.col.size"): [s.download_gb or None for s in specs],
+            t("models.col.memory"): [
+                f"{s.mem_bf16_gb} / {s.mem_int8_gb} / {s.mem_int4_gb}" if s.mem_bf16_gb else "" for s in specs
+            ],
+            t("models.col.source"): [_origin(app, s) for s in specs],
+            t("models.col.licence"): [s.licence for s in specs],
+        }
+    )
+    st.dataframe(table, hide_index=True, width="stretch")
+    by_key = {s.key: s for s in specs}
+    current = app.models.current
+    if st.session_state.get(keys.MODELS_PICK) not in by_key:
+        st.session_state[keys.MODELS_PICK] = current.spec.key if current else specs[0].key
+    picked = st.selectbox(t("models.catalog.pick"), list(by_key), format_func=lambda k: by_key[k].name,
+                          key=keys.MODELS_PICK)
+    return by_key[picked]
+
+
+def _origin(app: Services, spec: ModelSpec) -> str:
+    if spec.source == "embedded":
+        return t("models.source.embedded")
+    if spec.source == "remote":
+        return f"{spec.base_url} ({spec.api_model})"
+    return spec.local_path or spec.hub_id(app.settings.hub) or spec.hf_id or ""
+
+
+def download_panel(app: Services, spec: ModelSpec) -> None:
+    """Download with progress and cancel; after a failure, offer a folder the user already has."""
+    job = app.jobs.latest(f"model:{spec.key}", kind="download")
+    if job and job.active:
+        watch(
+            job.id,
+            _describe_download,
+            t("models.download.running", name=spec.name),
+            cancel_key=keys.MODELS_CANCEL_DOWNLOAD,
+            cancel_label=t("models.download.cancel"),
+        )
+        return
+    if job and job.status == "failed":
+        st.error(job.error_message(lang()), icon="⚠️")
+    elif job and job.status == "cancelled":
+        st.warning(t("models.download.cancelled"))
+    left, right = st.columns(2)
+    hub = left.selectbox(
+        t("models.download.hub"),
+        ["modelscope", "huggingface"],
+        format_func={"modelscope": "ModelScope", "huggingface": "Hugging Face"}.get,
+        index=0 if app.settings.hub == "modelscope" else 1,
+        key=keys.MODELS_HUB,
+    )
+    mirror = right.text_input(
+        t("models.download.mirror"),
+        app.settings.hf_endpoint or "",
+        key=keys.MODELS_MIRROR,
+        help=t("models.download.mirror.help"),
+        disabled=hub != "huggingface",
+    )
+    if st.button(t("models.download.button"), key=keys.MODELS_DOWNLOAD, type="primary"):
+        try:
+            app.start_download(spec.key, hub, mirror.strip() or None)
+        except AppError as error:
+            show_error(error)
+        else:
+            st.rerun()
+    with st.expander(t("models.folder.header"), expanded=bool(job and job.status == "failed")):
+        folder = st.text_input(t("models.folder.path"), key=keys.MODELS_FOLDER)
+        if st.button(t("models.folder.button"), key=keys.MODELS_USE_FOLDER, disabled=not folder.strip()):
+            try:
+                row_from_folder(Path(folder.strip()), spec.name, spec.prompt_format)
+                app.catalog.use_folder(spec.key, Path(folder.strip()))
+            except AppError as error:
+                show_error(error)
+            else:
+                st.toast(t("models.folder.done", name=spec.name, path=folder.strip()))
+                st.rerun()
+
+
+def _describe_download(job) -> str:
+    rate = job.rate or 0.0
+    return t(
+        "models.download.progress",
+        done=job.done / 1e9,
+        total=(job.total or 0) / 1e9,
+        rate=rate / 1e6,
+        eta=duration(job.eta_s),
+    )
+
+
+def resident_panel(app: Services) -> None:
+    """What is in memory (or being loaded) now, with the Unload button."""
+    job = app.jobs.latest("model", kind="load")
+    if job and job.active:
+
+        def step(job) -> str:
+            return t(f"models.load.step.{job.message}") if job.message else ""
+
+        watch(job.id, step, t("models.load.running", name=job.title))
+        return
+    if job and job.status == "failed":
+        st.error(job.error_message(lang()), icon="⚠️")
+    elif job and job.status == "done" and first_sight(job):
+        st.toast(t("models.load.done", name=job.title, **job.result))
+    resident = app.models.current
+    if resident is None:
+        st.info(t("models.none_loaded"))
+        return
+    left, right = st.columns([4, 1], vertical_alignment="center")
+    left.success(t("models.loaded", name=resident.spec.name, device=resident.device, dtype=resident.dtype or "-"))
+    if right.button(t("models.unload"), key=keys.MODELS_UNLOAD):
+        app.models.unload()
+        st.rerun()
+
+
+def load_panel(app: Services, spec: ModelSpec) -> None:
+    """Load options, a memory estimate against what is free, and the Load button."""
+    options = LoadOptions()
+    if spec.source != "remote":
+        options = _load_options(spec)
+        device = options.device if options.device != "auto" else available_devices()[0]
+        dtype = options.dtype if options.dtype != "auto" else ("float32" if device == "cpu" else "bfloat16")
+        check = memory.check(spec, device, options.quantization, dtype)
+        figures = {"needed": check.needed_gb, "free": check.free_gb, "device": device}
+        (st.caption if check.fits else st.warning)(
+            t("models.load.memory" if check.fits else "models.load.memory.warn", **figures)
+        )
+    loading = any(j.kind == "load" for j in app.jobs.active())
+    if st.button(t("models.load.button"), key=keys.MODELS_LOAD, type="primary", disabled=loading):
+        try:
+            app.start_load(spec.key, options)
+        except AppError as error:
+            show_error(error)
+        else:
+            st.rerun()
+
+
+def _load_options(spec: ModelSpec) -> LoadOptions:
+    device_col, dtype_col, quant_col = st.columns(3)
+    device = device_col.selectbox(t("models.load.device"), ["auto", *available_devices()], key=keys.MODELS_DEVICE)
+    dtype = dtype_col.selectbox(
+        t("models.load.dtype"), ["auto", "bfloat16", "float16", "float32"], key=keys.MODELS_DTYPE
+    )
+    quantization = quant_col.selectbox(
+        t("models.load.quantization"),
+        ["none", "8bit", "4bit"],
+        key=keys.MODELS_QUANT,
+        disabled=not quantization_available(),
+        help=t("models.load.quantization.help"),
+    )
+    consent = False
+    if spec.trust_remote_code:
+        st.warning(t("models.remote_code"), icon="⚠️")
+        consent = st.checkbox(t("models.load.consent"), key=f"{keys.MODELS_CONSENT}.{spec.key}")
+    return LoadOptions(device=device, dtype=dtype, quantization=quantization, trust_remote_code=consent)
+
+
+def delete_panel(app: Services, spec: ModelSpec) -> None:
+    """Delete a download's files, after a confirmation."""
+    with st.popover(t("models.delete"), icon=":material/delete:"):
+        st.write(t("models.delete.confirm", name=spec.name))
+        if st.button(t("models.delete.yes"), key=keys.MODELS_DELETE_YES, type="primary"):
+            try:
+                app.delete_model_files(spec.key)
+            except AppError as error:
+                show_error(error)
+            else:
+                st.toast(t("models.deleted", name=spec.name))
+                st.rerun()
+
+
+def add_model_form(app: Services) -> None:
+    """Add a catalog row for a local folder, a hub repository or an OpenAI-compatible server."""
+    folder_tab, hub_tab, server_tab = st.tabs([t("models.add.folder"), t("models.add.hub"), t("models.add.server")])
+    name = st.text_input(t("models.add.name"), key=keys.MODELS_ADD_NAME).strip() or None
+    with folder_tab:
+        path = st.text_input(t("models.add.path"), key=keys.MODELS_ADD_PATH)
+        fmt = st.selectbox(
+            t("models.add.format"),
+            [None, *PROMPT_FORMATS],
+            key=keys.MODELS_ADD_FORMAT,
+            format_func=lambda f: t("models.add.format.none") if f is None else f,
+        )
+        _add_button(app, keys.MODELS_ADD_FOLDER, lambda: row_from_folder(Path(path.strip()), name, fmt))
+    with hub_tab:
+        repo = st.text_input(t("models.add.repo"), key=keys.MODELS_ADD_REPO)
+        _add_button(app, keys.MODELS_ADD_HUB, lambda: row_from_hub(repo, name))
+    with server_tab:
+        url = st.text_input(t("models.add.url"), key=keys.MODELS_ADD_URL)
+        served = st.text_input(t("models.add.served"), key=keys.MODELS_ADD_SERVED)
+        key_env = st.text_input(t("models.add.key_env"), key=keys.MODELS_ADD_KEY_ENV).strip() or None
+        _add_button(app, keys.MODELS_ADD_SERVER, lambda: row_for_endpoint(url, served, name, key_env))
+
+
+def _add_button(app: Services, key: str, make_row) -> None:
+    if st.button(t("models.add.button"), key=key):
+        try:
+            row = make_row()
+        except AppError as error:
+            show_error(error)
+            return
+        app.catalog.add(row)
+        st.toast(t("models.added", name=row.name))
+        st.rerun()
