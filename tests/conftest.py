@@ -3,12 +3,6 @@
 from __future__ import annotations
 
 import os
-
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["TRANSFORMERS_OFFLINE"] = "1"
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-
 from pathlib import Path
 
 import pytest
@@ -19,6 +13,15 @@ from core.knowledge.bases import KnowledgeBases
 from core.knowledge.records import Records
 from core.settings import Settings
 from tests.fakes import HashEmbeddings
+
+# Set before any test imports a hub library (core imports none at import time: see
+# tests/unit/test_architecture.py), so nothing can wait on a hub.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# The model tests run on the CPU in CI; KBA_TEST_DEVICE=cuda runs the same tests on a GPU.
+TEST_DEVICE = os.environ.get("KBA_TEST_DEVICE", "cpu")
 
 
 @pytest.fixture

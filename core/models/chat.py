@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -152,8 +153,9 @@ class LocalChatModel(BaseChatModel):
         cancel = threading.Event()
 
         class _Cancelled(StoppingCriteria):
-            def __call__(self, input_ids: Any, scores: Any, **_: Any) -> bool:
-                return cancel.is_set()
+            def __call__(self, input_ids: Any, scores: Any, **_: Any) -> Any:
+                # A tensor, not a bool: no GPU sync inside the compiled decode loop.
+                return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool, device=input_ids.device)
 
         sampling = self._sampling(**kwargs)
         do_sample = sampling["temperature"] > 0
@@ -171,37 +173,27 @@ class LocalChatModel(BaseChatModel):
             params.update(temperature=sampling["temperature"], top_p=sampling["top_p"])
         else:
             params.update(temperature=None, top_p=None, top_k=None)
-        failure: list[BaseException] = []
 
-        def run() -> None:
-            try:
-                with torch.inference_mode():
-                    loaded.model.generate(**params)
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer below
-                failure.append(exc)
-                streamer.end()
-
+        future = loaded.engine.submit(**params)
+        # A failed generate never ends the stream itself; end it so the loop below returns.
+        future.add_done_callback(lambda done: done.exception() and streamer.end())
         cutter = _StopText(list(stop or ()))
-        with loaded.lock:
-            worker = threading.Thread(target=run, name="generate", daemon=True)
-            worker.start()
-            try:
-                for piece in streamer:
-                    text = cutter.feed(piece)
-                    if text:
-                        chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
-                        if run_manager:
-                            run_manager.on_llm_new_token(text, chunk=chunk)
-                        yield chunk
-                    if cutter.stopped:
-                        break
-                # Always a last chunk, possibly empty: a model may end its turn at once.
-                tail = "" if cutter.stopped else cutter.flush()
-                yield ChatGenerationChunk(message=AIMessageChunk(content=tail, chunk_position="last"))
-            finally:
-                # Reached on normal end, on a stop string, and when the consumer stops reading;
-                # the streamer's queue is unbounded, so the worker never waits for us.
-                cancel.set()
-                worker.join()
-        if failure:
-            raise failure[0]
+        try:
+            for piece in streamer:
+                text = cutter.feed(piece)
+                if text:
+                    chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
+                    if run_manager:
+                        run_manager.on_llm_new_token(text, chunk=chunk)
+                    yield chunk
+                if cutter.stopped:
+                    break
+            # Always a last chunk, possibly empty: a model may end its turn at once.
+            tail = "" if cutter.stopped else cutter.flush()
+            yield ChatGenerationChunk(message=AIMessageChunk(content=tail, chunk_position="last"))
+        finally:
+            # Reached on normal end, on a stop string, and when the consumer stops reading.
+            cancel.set()
+            concurrent.futures.wait([future])
+        if future.exception():
+            raise future.exception()

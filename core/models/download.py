@@ -25,9 +25,27 @@ COMPLETE_MARKER = ".download-complete.json"
 # Never needed to load a model with transformers: other runtimes' weights, training leftovers
 # and the original (non-transformers) checkpoints some repositories carry.
 SKIP_PATTERNS = (
-    ".gitattributes", ".gitignore", "*.gguf", "*.onnx", "*.onnx_data", "onnx/*", "openvino/*", "*.tflite", "*.h5",
-    "*.msgpack", "*.ot", "coreml/*", "*.mlmodel", "original/*", "consolidated*.pth", "consolidated*.safetensors",
-    "training_args.bin", "optimizer.pt", "scheduler.pt", "rng_state*.pth", "*.ckpt",
+    ".gitattributes",
+    ".gitignore",
+    "*.gguf",
+    "*.onnx",
+    "*.onnx_data",
+    "onnx/*",
+    "openvino/*",
+    "*.tflite",
+    "*.h5",
+    "*.msgpack",
+    "*.ot",
+    "coreml/*",
+    "*.mlmodel",
+    "original/*",
+    "consolidated*.pth",
+    "consolidated*.safetensors",
+    "training_args.bin",
+    "optimizer.pt",
+    "scheduler.pt",
+    "rng_state*.pth",
+    "*.ckpt",
 )
 TORCH_WEIGHTS = ("pytorch_model*.bin", "pytorch_model.bin.index.json", "*.pt", "*.pth")
 _RETRIES = 3
@@ -56,9 +74,7 @@ def is_complete(folder: Path) -> bool:
     return (folder / COMPLETE_MARKER).is_file()
 
 
-def download(
-    spec: ModelSpec, client: HubClient, repo_id: str, folder: Path, ctx: JobContext | None = None
-) -> dict:
+def download(spec: ModelSpec, client: HubClient, repo_id: str, folder: Path, ctx: JobContext | None = None) -> dict:
     """Fetch repository ``repo_id`` of ``spec`` from ``client``'s hub into ``folder``."""
     files = select_files(client.list_files(repo_id, spec.revision))
     folder.mkdir(parents=True, exist_ok=True)
@@ -113,12 +129,14 @@ def _part(path: Path) -> Path:
 def _check_disk(spec: ModelSpec, folder: Path, remaining: int) -> None:
     free = shutil.disk_usage(folder).free
     if free < remaining + _DISK_MARGIN_BYTES:
-        raise NotEnoughDisk(name=spec.name, needed=(remaining + _DISK_MARGIN_BYTES) / 1e9, free=free / 1e9,
-                            path=str(folder))
+        raise NotEnoughDisk(
+            name=spec.name, needed=(remaining + _DISK_MARGIN_BYTES) / 1e9, free=free / 1e9, path=str(folder)
+        )
 
 
-def _fetch(client: HubClient, repo_id: str, revision: str | None, file: RemoteFile, folder: Path,
-           progress: _Progress) -> None:
+def _fetch(
+    client: HubClient, repo_id: str, revision: str | None, file: RemoteFile, folder: Path, progress: _Progress
+) -> None:
     final = folder / file.path
     final.parent.mkdir(parents=True, exist_ok=True)
     part = _part(final)
@@ -138,8 +156,15 @@ def _fetch(client: HubClient, repo_id: str, revision: str | None, file: RemoteFi
     os.replace(part, final)
 
 
-def _stream_into(client: HubClient, repo_id: str, revision: str | None, file: RemoteFile, part: Path,
-                 offset: int, progress: _Progress) -> None:
+def _stream_into(
+    client: HubClient,
+    repo_id: str,
+    revision: str | None,
+    file: RemoteFile,
+    part: Path,
+    offset: int,
+    progress: _Progress,
+) -> None:
     stream = client.open(repo_id, file.path, revision, offset)
     try:
         if stream.offset == 0 and offset:

@@ -6,15 +6,14 @@ import ctypes
 import dataclasses
 import gc
 import sys
-import threading
 import time
-from _thread import LockType
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 from core.errors import EmbeddedModelMissing, ModelLoadFailed, ModelNotDownloaded, RemoteCodeNotAllowed
 from core.models import download, embedded
+from core.models.engine import Engine
 from core.models.prompt_formats import PROMPT_FORMATS
 from core.models.spec import ModelSpec
 from core.settings import Settings
@@ -31,11 +30,12 @@ class LoadOptions:
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     quantization: Literal["none", "8bit", "4bit"] = "none"
     trust_remote_code: bool = False
+    fast_generation: bool = True
 
 
 @dataclasses.dataclass(eq=False)
 class LoadedModel:
-    """A model in memory with what is needed to prompt it; ``lock`` serialises generation."""
+    """A model in memory with what is needed to prompt it; its ``engine`` runs generation."""
 
     spec: ModelSpec
     model: Any
@@ -45,7 +45,7 @@ class LoadedModel:
     path: Path
     load_seconds: float
     options: LoadOptions = LoadOptions()
-    lock: LockType = dataclasses.field(default_factory=threading.Lock)
+    engine: Engine | None = None
 
 
 def model_folder(spec: ModelSpec, settings: Settings) -> Path:
@@ -142,6 +142,8 @@ def load(spec: ModelSpec, settings: Settings, options: LoadOptions, progress: Pr
         gc.collect()
         raise ModelLoadFailed(name=spec.name, detail=_short(exc)) from exc
     _install_prompt_format(tokenizer, spec)
+    engine = Engine(model, fast=options.fast_generation)
+    engine.warm_up(model.config.vocab_size, report)
     return LoadedModel(
         spec=spec,
         model=model,
@@ -151,6 +153,7 @@ def load(spec: ModelSpec, settings: Settings, options: LoadOptions, progress: Pr
         path=folder,
         load_seconds=time.perf_counter() - started,
         options=options,
+        engine=engine,
     )
 
 
@@ -192,8 +195,9 @@ def release(loaded: LoadedModel) -> None:
     """Drop the model's tensors and give their memory back to the system."""
     import torch
 
-    loaded.model = None
-    loaded.tokenizer = None
+    if loaded.engine:
+        loaded.engine.close()
+    loaded.engine = loaded.model = loaded.tokenizer = None
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

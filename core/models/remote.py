@@ -48,17 +48,21 @@ def chat_model(spec: ModelSpec, **generation: Any) -> BaseChatModel:
     from langchain_openai import ChatOpenAI
 
     defaults = spec.defaults
+    body = {"max_tokens": generation.get("max_new_tokens") or defaults.max_new_tokens}
     penalty = generation.get("repetition_penalty") or defaults.repetition_penalty
+    if penalty != 1.0:
+        # Not in the OpenAI API; vLLM, lmdeploy and Xinference read it from the request body.
+        body["repetition_penalty"] = penalty
     return ChatOpenAI(
         base_url=spec.base_url,
         model=spec.api_model,
         api_key=_api_key(spec),
         streaming=True,
-        max_tokens=generation.get("max_new_tokens") or defaults.max_new_tokens,
         temperature=defaults.temperature if generation.get("temperature") is None else generation["temperature"],
         top_p=generation.get("top_p") or defaults.top_p,
-        # Not in the OpenAI API; vLLM, lmdeploy and Xinference read it from the request body.
-        extra_body={"repetition_penalty": penalty} if penalty != 1.0 else None,
+        # max_tokens goes in the body as is: ChatOpenAI would rename it max_completion_tokens,
+        # which older vLLM, lmdeploy and Ollama servers ignore.
+        extra_body=body,
         timeout=120,
         max_retries=1,
     )

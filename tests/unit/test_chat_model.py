@@ -6,6 +6,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from core.models.chat import LocalChatModel, to_chat_messages
 from core.models.loader import LoadOptions, load
 from core.models.spec import GenerationDefaults, ModelSpec
+from tests.conftest import TEST_DEVICE
 from tests.tiny_models import build_tiny_model
 
 
@@ -30,7 +31,7 @@ def tiny_folder(tmp_path_factory):
 
 @pytest.fixture
 def chat(tiny_folder, settings):
-    return LocalChatModel(loaded=load(_spec(tiny_folder), settings, LoadOptions(device="cpu")))
+    return LocalChatModel(loaded=load(_spec(tiny_folder), settings, LoadOptions(device=TEST_DEVICE)))
 
 
 def test_prompt_uses_the_tokenizer_chat_template(chat):
@@ -75,8 +76,9 @@ def test_stop_strings_cut_the_reply(chat):
 def test_generation_stops_on_the_catalog_stop_token(tmp_path, settings):
     # Every logit is zero, so greedy decoding picks id 0 forever: "<|im_end|>" here.
     folder = build_tiny_model(tmp_path / "silent", silent=True, eos="<|endoftext|>")
-    stops = load(_spec(folder), settings, LoadOptions(device="cpu"))
-    ignores = load(_spec(folder, stop_tokens=()), settings, LoadOptions(device="cpu"))
+    plain = LoadOptions(device=TEST_DEVICE, fast_generation=False)
+    stops = load(_spec(folder), settings, plain)
+    ignores = load(_spec(folder, stop_tokens=()), settings, plain)
     assert LocalChatModel(loaded=stops).stop_token_ids() == [0, 2]
 
     counted = []

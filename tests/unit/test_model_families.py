@@ -10,6 +10,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from core.models.catalog import builtin_spec
 from core.models.chat import LocalChatModel
 from core.models.loader import LoadOptions, load
+from tests.conftest import TEST_DEVICE
 from tests.tiny_models import build_tiny_model
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "data" / "chat_templates"
@@ -136,7 +137,7 @@ def chat(family, tmp_path_factory):
 
     key, spec = family
     settings = Settings(data_dir=tmp_path_factory.mktemp("data"))
-    return key, LocalChatModel(loaded=load(spec, settings, LoadOptions(device="cpu")))
+    return key, LocalChatModel(loaded=load(spec, settings, LoadOptions(device=TEST_DEVICE, fast_generation=False)))
 
 
 def test_prompt_matches_the_family_golden_string(chat):
