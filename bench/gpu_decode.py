@@ -26,13 +26,26 @@ from core.models.engine import Engine
 from core.models.loader import LoadedModel, LoadOptions
 
 QWEN2_7B = {
-    "hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28, "num_attention_heads": 28,
-    "num_key_value_heads": 4, "vocab_size": 152064, "max_position_embeddings": 32768, "rope_theta": 1e6,
-    "rms_norm_eps": 1e-6, "tie_word_embeddings": False,
+    "hidden_size": 3584,
+    "intermediate_size": 18944,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 28,
+    "num_key_value_heads": 4,
+    "vocab_size": 152064,
+    "max_position_embeddings": 32768,
+    "rope_theta": 1e6,
+    "rms_norm_eps": 1e-6,
+    "tie_word_embeddings": False,
 }
 TINY = {
-    "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
-    "num_key_value_heads": 2, "vocab_size": 152064, "max_position_embeddings": 4096, "tie_word_embeddings": False,
+    "hidden_size": 128,
+    "intermediate_size": 256,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "vocab_size": 152064,
+    "max_position_embeddings": 4096,
+    "tie_word_embeddings": False,
 }
 SPECIALS = {151643: "<|endoftext|>", 151644: "<|im_start|>", 151645: "<|im_end|>"}
 
@@ -91,8 +104,15 @@ def plain_rate(loaded: LoadedModel, text: str, new_tokens: int) -> tuple[float, 
         torch.cuda.synchronize() if torch.cuda.is_available() else None
         started = time.perf_counter()
         with torch.inference_mode():
-            loaded.model.generate(**inputs, max_new_tokens=n, min_new_tokens=n, do_sample=False,
-                                  disable_compile=True, eos_token_id=eos, pad_token_id=eos[0])
+            loaded.model.generate(
+                **inputs,
+                max_new_tokens=n,
+                min_new_tokens=n,
+                do_sample=False,
+                disable_compile=True,
+                eos_token_id=eos,
+                pad_token_id=eos[0],
+            )
         torch.cuda.synchronize() if torch.cuda.is_available() else None
         return time.perf_counter() - started
 

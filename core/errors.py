@@ -150,3 +150,36 @@ class DownloadCorrupt(AppError):
 class ModelInUse(AppError):
     en = "{name} is loaded or downloading. Unload it, or wait for the download, before deleting its files."
     zh = "{name} 正在使用或下载中。请先卸载它或等待下载结束，再删除其文件。"
+
+
+class InvalidGitUrl(AppError):
+    en = "'{url}' cannot be used as a git repository address: {reason}. Give an https:// URL, an ssh:// URL or user@host:owner/repo.git."
+    zh = "“{url}” 不能用作 git 仓库地址：{reason}。请填写 https:// 地址、ssh:// 地址或 user@host:owner/repo.git 形式。"
+
+
+class InvalidGitRef(AppError):
+    en = "'{ref}' is not a usable branch or tag name: {reason}. Give a name like main, dev or v1.2, or leave it empty for the default branch."
+    zh = "“{ref}” 不是可用的分支或标签名：{reason}。请填写类似 main、dev 或 v1.2 的名称，或留空以使用默认分支。"
+
+
+class GitMissing(AppError):
+    en = "git is not installed (or not on PATH), so git repositories cannot be added or updated. Install git from https://git-scm.com/downloads and restart the app."
+    zh = "未找到 git（未安装或不在 PATH 中），无法添加或更新 git 仓库。请从 https://git-scm.com/downloads 安装 git 后重启应用。"
+
+
+class GitFailed(AppError):
+    en = (
+        "git could not get {url}: {detail}. Check the URL, the branch or tag name and the network; "
+        "a private repository also needs credentials (an SSH key, or a token saved in git's credential helper)."
+    )
+    zh = "git 无法获取 {url}：{detail}。请检查地址、分支或标签名以及网络；私有仓库还需要凭据（SSH 密钥，或保存在 git 凭据助手中的令牌）。"
+
+
+class GitTimeout(AppError):
+    en = "git was stopped after {seconds:g} seconds while fetching {url}. Check the network or proxy and try again; a very large repository needs a longer timeout."
+    zh = "git 获取 {url} 超过 {seconds:g} 秒仍未完成，已被停止。请检查网络或代理后重试；很大的仓库需要更长的超时时间。"
+
+
+class ArchiveRefused(AppError):
+    en = "{name} was not extracted: {reason}. Check the file, or unpack it yourself and add the folder instead."
+    zh = "{name} 未解压：{reason}。请检查该文件，或自行解压后添加该文件夹。"

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from pathlib import Path
 
 from core.embeddings.pool import EmbeddingPool
 from core.errors import FolderNotFound, ModelInUse, RepoNotFound
 from core.jobs import JobManager, JobState
-from core.knowledge import vectors
+from core.knowledge import sources, vectors
 from core.knowledge.bases import KnowledgeBases
-from core.knowledge.ingest import FolderIngestion
-from core.knowledge.records import KnowledgeBase, Records
+from core.knowledge.ingest import Ingestion
+from core.knowledge.preview import preview_folder
+from core.knowledge.records import KnowledgeBase, Records, Source
+from core.knowledge.sources import FolderInput, SourceInput, describe
 from core.models import download
 from core.models.hubs import HubClient, make_client
 from core.models.loader import LoadOptions, is_downloaded, model_folder
@@ -53,19 +54,59 @@ class Services:
             return ModelStatus("bundled" if spec.source == "embedded" else "remote")
         return ModelStatus("downloaded" if is_downloaded(spec, self.settings) else "missing")
 
-    def start_ingest(self, kb: KnowledgeBase, folder: Path) -> JobState:
-        """Ingest ``folder`` into ``kb`` in the background; one job per knowledge base."""
+    def start_ingest(self, kb: KnowledgeBase, item: SourceInput) -> JobState:
+        """Add a source to ``kb`` and ingest it in the background; one job per knowledge base."""
+        if isinstance(item, FolderInput) and not item.path.expanduser().is_dir():
+            raise FolderNotFound(path=str(item.path))
+        return self._ingest_job(kb, describe(item), lambda: sources.prepare(self.knowledge, kb, item))
+
+    def start_refresh(self, kb: KnowledgeBase, source: Source) -> JobState:
+        """Ingest a source again: only new and changed files are embedded, removed ones dropped."""
+        return self._ingest_job(kb, source.location, lambda: sources.refresh(self.knowledge, source))
+
+    def _ingest_job(self, kb: KnowledgeBase, label: str, prepare: Callable[[], sources.Prepared]) -> JobState:
         settings = self.settings
-        if not folder.expanduser().is_dir():
-            raise FolderNotFound(path=str(folder))
 
         def work(ctx):
-            run = FolderIngestion(
-                self.knowledge, kb, folder, int(settings.max_file_mb * 1e6), settings.embed_batch_size, ctx
+            ctx.progress(message="prepare")
+            ready = prepare()
+            ctx.progress(message="ingest")
+            run = Ingestion(
+                self.knowledge,
+                kb,
+                ready.source,
+                ready.root,
+                int(settings.max_file_mb * 1e6),
+                settings.embed_batch_size,
+                ctx,
+                ready.changed,
             )
-            return run.run().as_dict()
+            report = run.run()
+            report.skipped = sorted([*ready.refused, *report.skipped], key=lambda s: s.path)
+            self.knowledge.records.mark_source_updated(ready.source.id, ready.commit)
+            return {**report.as_dict(), "source": label, "commit": ready.commit}
 
         return self.jobs.submit("ingest", f"kb:{kb.id}", kb.name, work)
+
+    def start_preview(self, kb: KnowledgeBase, item: SourceInput) -> JobState:
+        """A dry run of adding ``item`` to ``kb``: counts, skipped files, chunk sizes, samples."""
+        settings = self.settings
+
+        def work(ctx):
+            if isinstance(item, FolderInput):
+                root, refused = item.path.expanduser(), ()
+                if not root.is_dir():
+                    raise FolderNotFound(path=str(item.path))
+            else:
+                ready = sources.prepare(self.knowledge, kb, item)
+                root, refused = ready.root, ready.refused
+            embeddings = self.knowledge.embeddings.get(kb.embedding)
+            report = preview_folder(
+                root, self.knowledge.splitter(kb), embeddings, int(settings.max_file_mb * 1e6), ctx, refused
+            )
+            return {**report.as_dict(), "source": describe(item)}
+
+        return self.jobs.submit("preview", f"kb:{kb.id}", kb.name, work)
 
     def start_load(self, key: str, options: LoadOptions | None = None) -> JobState:
         """Load chat model ``key`` in the background (one load at a time)."""
@@ -112,7 +153,10 @@ def build_services(
     settings.ensure_dirs()
     catalog = ModelRegistry(settings.models_dir / "custom_models.json")
     knowledge = KnowledgeBases(
-        Records(settings.db_path), vectors.make_client(settings), EmbeddingPool(settings.embed_batch_size)
+        Records(settings.db_path),
+        vectors.make_client(settings),
+        EmbeddingPool(settings.embed_batch_size),
+        settings.data_dir / "sources",
     )
     return Services(
         settings=settings,

@@ -41,4 +41,4 @@ def bases(settings: Settings, fake_embeddings: HashEmbeddings) -> KnowledgeBases
     """Knowledge bases over a real SQLite file and a real Chroma folder, with fake embeddings."""
     settings.ensure_dirs()
     pool = EmbeddingPool(builder=lambda spec, batch: fake_embeddings)
-    return KnowledgeBases(Records(settings.db_path), vectors.make_client(settings), pool)
+    return KnowledgeBases(Records(settings.db_path), vectors.make_client(settings), pool, settings.data_dir / "sources")

@@ -68,11 +68,25 @@ class OpenAIServer:
                 pieces = [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
                 base = {"id": "chatcmpl-1", "created": int(time.time()), "model": body["model"]}
                 if not body.get("stream"):
-                    self._json(200, {**base, "object": "chat.completion", "choices": [
-                        {"index": 0, "message": {"role": "assistant", "content": server.reply},
-                         "finish_reason": "stop"}],
-                        "usage": {"prompt_tokens": 5, "completion_tokens": len(pieces),
-                                  "total_tokens": 5 + len(pieces)}})
+                    self._json(
+                        200,
+                        {
+                            **base,
+                            "object": "chat.completion",
+                            "choices": [
+                                {
+                                    "index": 0,
+                                    "message": {"role": "assistant", "content": server.reply},
+                                    "finish_reason": "stop",
+                                }
+                            ],
+                            "usage": {
+                                "prompt_tokens": 5,
+                                "completion_tokens": len(pieces),
+                                "total_tokens": 5 + len(pieces),
+                            },
+                        },
+                    )
                     return
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
@@ -80,12 +94,18 @@ class OpenAIServer:
                 self.end_headers()
                 deltas = [{"role": "assistant", "content": ""}] + [{"content": p} for p in pieces]
                 for delta in deltas:
-                    chunk = {**base, "object": "chat.completion.chunk",
-                             "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+                    chunk = {
+                        **base,
+                        "object": "chat.completion.chunk",
+                        "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+                    }
                     self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                     self.wfile.flush()
-                last = {**base, "object": "chat.completion.chunk",
-                        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+                last = {
+                    **base,
+                    "object": "chat.completion.chunk",
+                    "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                }
                 self.wfile.write(f"data: {json.dumps(last)}\n\ndata: [DONE]\n\n".encode())
                 self.wfile.flush()
 

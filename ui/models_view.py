@@ -47,8 +47,9 @@ def catalog_table(app: Services, specs: list[ModelSpec]) -> ModelSpec:
     current = app.models.current
     if st.session_state.get(keys.MODELS_PICK) not in by_key:
         st.session_state[keys.MODELS_PICK] = current.spec.key if current else specs[0].key
-    picked = st.selectbox(t("models.catalog.pick"), list(by_key), format_func=lambda k: by_key[k].name,
-                          key=keys.MODELS_PICK)
+    picked = st.selectbox(
+        t("models.catalog.pick"), list(by_key), format_func=lambda k: by_key[k].name, key=keys.MODELS_PICK
+    )
     return by_key[picked]
 
 

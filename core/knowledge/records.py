@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS source (
     commit_sha TEXT,
     added REAL NOT NULL,
     updated REAL,
+    excluded TEXT NOT NULL DEFAULT '[]',
     UNIQUE (kb_id, kind, location)
 );
 CREATE TABLE IF NOT EXISTS file (
@@ -90,6 +91,7 @@ class Source:
     commit_sha: str | None
     added: float
     updated: float | None
+    excluded: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,34 +193,60 @@ class Records:
             db.execute("DELETE FROM kb WHERE id = ?", (kb_id,))
 
     def kb_stats(self, kb_id: str) -> dict[str, int]:
-        """Counts of sources, files and chunks of a knowledge base."""
+        """Counts of sources, files and chunks of a knowledge base, and the bytes of its texts."""
         with self.connect() as db:
             sources = db.execute("SELECT COUNT(*) FROM source WHERE kb_id = ?", (kb_id,)).fetchone()[0]
             files = db.execute(
                 "SELECT COUNT(*) FROM file JOIN source ON file.source_id = source.id WHERE source.kb_id = ?", (kb_id,)
             ).fetchone()[0]
-            chunks = db.execute("SELECT COUNT(*) FROM chunk WHERE kb_id = ?", (kb_id,)).fetchone()[0]
-        return {"sources": sources, "files": files, "chunks": chunks}
+            chunks, text_bytes = db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(LENGTH(CAST(text AS BLOB))), 0) FROM chunk WHERE kb_id = ?", (kb_id,)
+            ).fetchone()
+        return {"sources": sources, "files": files, "chunks": chunks, "text_bytes": text_bytes}
 
     # sources
     def upsert_source(self, source: Source) -> Source:
-        """Add a source, or return the existing one with the same kind and location."""
+        """Add a source, or return the existing one with the same kind and location (its ref updated)."""
         with self.connect() as db:
             db.execute(
-                "INSERT OR IGNORE INTO source VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                dataclasses.astuple(source),
+                "INSERT INTO source VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (kb_id, kind, location) DO UPDATE SET ref = excluded.ref",
+                (*dataclasses.astuple(source)[:-1], json.dumps(list(source.excluded))),
             )
             row = db.execute(
                 "SELECT * FROM source WHERE kb_id = ? AND kind = ? AND location = ?",
                 (source.kb_id, source.kind, source.location),
             ).fetchone()
-        return Source(**dict(row))
+        return _source(row)
 
     def sources(self, kb_id: str) -> list[Source]:
         """A knowledge base's sources, oldest first."""
         with self.connect() as db:
             rows = db.execute("SELECT * FROM source WHERE kb_id = ? ORDER BY added", (kb_id,)).fetchall()
-        return [Source(**dict(r)) for r in rows]
+        return [_source(r) for r in rows]
+
+    def source(self, source_id: str) -> Source | None:
+        """The source with id ``source_id``."""
+        with self.connect() as db:
+            row = db.execute("SELECT * FROM source WHERE id = ?", (source_id,)).fetchone()
+        return _source(row) if row else None
+
+    def exclude(self, source_id: str, path: str) -> None:
+        """Leave ``path`` out of the source from now on (its chunks are removed separately)."""
+        with self.connect() as db:
+            row = db.execute("SELECT excluded FROM source WHERE id = ?", (source_id,)).fetchone()
+            excluded = sorted({*json.loads(row[0]), path})
+            db.execute("UPDATE source SET excluded = ? WHERE id = ?", (json.dumps(excluded), source_id))
+
+    def delete_source(self, source_id: str) -> None:
+        """Forget a source with its files and chunks."""
+        with self.connect() as db:
+            db.execute("DELETE FROM source WHERE id = ?", (source_id,))
+
+    def chunk_ids_of_source(self, source_id: str) -> list[str]:
+        """Ids of every stored chunk of a source."""
+        with self.connect() as db:
+            return [r[0] for r in db.execute("SELECT id FROM chunk WHERE source_id = ?", (source_id,))]
 
     def mark_source_updated(self, source_id: str, commit_sha: str | None = None) -> None:
         """Record that a source was ingested now (at ``commit_sha`` for git sources)."""
@@ -290,6 +318,12 @@ class Records:
         with self.connect() as db:
             rows = db.execute(f"SELECT * FROM chunk WHERE id IN ({marks})", ids).fetchall()  # noqa: S608
         return {r["id"]: ChunkRecord(**dict(r)) for r in rows}
+
+
+def _source(row: sqlite3.Row) -> Source:
+    data = dict(row)
+    data["excluded"] = tuple(json.loads(data["excluded"]))
+    return Source(**data)
 
 
 def _kb(row: sqlite3.Row) -> KnowledgeBase:

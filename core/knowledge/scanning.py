@@ -1,13 +1,22 @@
-"""Walk a source folder and decide, file by file, what to ingest and what to skip (and why)."""
+"""Walk a source folder and decide, file by file, what to ingest and what to skip (and why).
+
+A file is skipped when a ``.gitignore`` (at any level) ignores it, when the default ignore
+list names it (tool folders, lock files, minified and generated files, tokenizer tables), when
+it is a binary, too large, empty, of a type no loader reads, or a link out of the folder.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from core.knowledge.reading import TEXT_SUFFIXES, looks_binary
+import pathspec
+
+from core.knowledge.loaders import SUPPORTED_SUFFIXES
+from core.knowledge.reading import looks_binary
 
 # Folders that hold tooling, environments or build output rather than documents.
 IGNORED_DIRS = frozenset(
@@ -20,6 +29,7 @@ IGNORED_DIRS = frozenset(
         ".venv",
         "venv",
         ".tox",
+        ".nox",
         ".mypy_cache",
         ".pytest_cache",
         ".ruff_cache",
@@ -27,8 +37,40 @@ IGNORED_DIRS = frozenset(
         ".vscode",
         ".ipynb_checkpoints",
         ".eggs",
+        "site-packages",
+        "__generated__",
+        ".next",
+        ".nuxt",
+        ".cache",
+        ".gradle",
+        "target",
+        "bower_components",
     }
 )
+# Files that are text but not documents: lock files, minified bundles, generated code, and
+# tokenizer tables (a BPE merges.txt alone can outweigh a repository's documentation).
+IGNORED_FILES = (
+    "*.lock",
+    "package-lock.json",
+    "pnpm-lock.yaml",
+    "go.sum",
+    "*.min.js",
+    "*.min.css",
+    "*.map",
+    "*.bundle.js",
+    "*_pb2.py",
+    "*_pb2_grpc.py",
+    "*.pb.go",
+    "merges.txt",
+    "vocab.txt",
+    "vocab.json",
+    "tokenizer.json",
+    "*.tiktoken",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+)
+# Binary by their name; the NUL-byte check catches the rest. PDF and Word files are binary
+# containers that the loaders read.
 BINARY_SUFFIXES = frozenset(
     {
         ".png",
@@ -81,8 +123,15 @@ BINARY_SUFFIXES = frozenset(
         ".woff",
         ".woff2",
         ".eot",
+        ".doc",
+        ".ppt",
+        ".xls",
+        ".pptx",
+        ".xlsx",
     }
 )
+CONTAINER_SUFFIXES = frozenset({".pdf", ".docx"})
+NAMED_TEXT_FILES = frozenset({"README", "LICENSE", "Makefile", "Dockerfile"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,11 +152,21 @@ class SkippedFile:
     detail: str = ""
 
 
-SKIP_REASONS = ("ignored_folder", "binary", "unsupported_type", "too_large", "empty", "unreadable", "link_outside")
+SKIP_REASONS = (
+    "ignored_folder",
+    "gitignored",
+    "ignored_file",
+    "binary",
+    "unsupported_type",
+    "too_large",
+    "empty",
+    "unreadable",
+    "link_outside",
+)
 
 
 def scan_folder(root: Path, max_bytes: int) -> tuple[list[FoundFile], list[SkippedFile]]:
-    """Every ingestible file under ``root`` in a stable order, and every skipped one with its reason."""
+    """Every ingestible file under ``root`` in path order, and every skipped one with its reason."""
     found: list[FoundFile] = []
     skipped: list[SkippedFile] = []
     for entry, rel in _walk(root, skipped):
@@ -121,13 +180,21 @@ def scan_folder(root: Path, max_bytes: int) -> tuple[list[FoundFile], list[Skipp
 
 def _walk(root: Path, skipped: list[SkippedFile]) -> Iterator[tuple[Path, str]]:
     real_root = root.resolve()
+    rules: list[tuple[str, pathspec.PathSpec]] = []  # (folder relative to root, its .gitignore)
     for folder, dirs, files in os.walk(root, followlinks=False):
         here = Path(folder)
+        base = here.relative_to(root).as_posix()
+        base = "" if base == "." else base + "/"
+        rules = [(b, spec) for b, spec in rules if base.startswith(b)]
+        if ".gitignore" in files:
+            rules.append((base, _gitignore(here / ".gitignore")))
         kept = []
         for name in sorted(dirs):
-            rel = (here / name).relative_to(root).as_posix()
+            rel = base + name
             if name in IGNORED_DIRS:
                 skipped.append(SkippedFile(rel + "/", "ignored_folder"))
+            elif _ignored(rules, rel + "/"):
+                skipped.append(SkippedFile(rel + "/", "gitignored"))
             elif (here / name).is_symlink():
                 skipped.append(SkippedFile(rel + "/", "link_outside", "folder links are not followed"))
             else:
@@ -135,11 +202,33 @@ def _walk(root: Path, skipped: list[SkippedFile]) -> Iterator[tuple[Path, str]]:
         dirs[:] = kept
         for name in sorted(files):
             path = here / name
-            rel = path.relative_to(root).as_posix()
-            if path.is_symlink() and not _inside(path, real_root):
+            rel = base + name
+            if _ignored(rules, rel):
+                skipped.append(SkippedFile(rel, "gitignored"))
+            elif any(fnmatch.fnmatch(name.lower(), pattern) for pattern in IGNORED_FILES):
+                skipped.append(SkippedFile(rel, "ignored_file"))
+            elif path.is_symlink() and not _inside(path, real_root):
                 skipped.append(SkippedFile(rel, "link_outside", "points outside the source folder"))
-                continue
-            yield path, rel
+            else:
+                yield path, rel
+
+
+def _gitignore(path: Path) -> pathspec.PathSpec:
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        lines = []
+    return pathspec.GitIgnoreSpec.from_lines(lines)
+
+
+def _ignored(rules: list[tuple[str, pathspec.PathSpec]], rel: str) -> bool:
+    # Later (deeper) files win, as in git: a nested "!pattern" re-includes what a parent ignored.
+    verdict = False
+    for base, spec in rules:
+        result = spec.check_file(rel[len(base) :])
+        if result.include is not None:
+            verdict = result.include
+    return verdict
 
 
 def _inside(path: Path, real_root: Path) -> bool:
@@ -162,10 +251,10 @@ def _skip_reason(path: Path, max_bytes: int) -> tuple[str, str] | None:
         return "empty", ""
     if size > max_bytes:
         return "too_large", f"{size / 1e6:.1f} MB"
-    if suffix not in TEXT_SUFFIXES and path.name not in {"README", "LICENSE", "Makefile", "Dockerfile"}:
+    if suffix not in SUPPORTED_SUFFIXES and path.name not in NAMED_TEXT_FILES:
         return "unsupported_type", suffix or "(no extension)"
     try:
-        if looks_binary(path):
+        if suffix not in CONTAINER_SUFFIXES and looks_binary(path):
             return "binary", "contains NUL bytes"
     except OSError as exc:
         return "unreadable", exc.strerror or str(exc)

@@ -21,6 +21,17 @@ def make_client(settings: Settings) -> Any:
     return chromadb.PersistentClient(path=str(settings.chroma_dir), settings=chroma_settings)
 
 
+def collection(client: Any, name: str, embedding_key: str) -> Any:
+    """The raw Chroma collection of a knowledge base, created if missing (cosine distance).
+
+    Ingestion writes here with vectors it computed itself; no Chroma embedding function is
+    involved, so Chroma never falls back to its default model (which it would download).
+    """
+    return client.get_or_create_collection(
+        name, metadata={"hnsw:space": "cosine", "embedding": embedding_key}, embedding_function=None
+    )
+
+
 def open_store(client: Any, collection: str, embeddings: Embeddings, embedding_key: str) -> Any:
     """The LangChain vector store over a knowledge base's collection (created if missing).
 

@@ -19,9 +19,19 @@ def _status(app):
 def test_catalog_lists_the_seed_models_and_successors_with_their_status(app):
     _models(app)
     status = _status(app)
-    for name in ["Qwen2-7B-Instruct", "gemma-2-9b-it", "Meta-Llama-3-8B-Instruct", "XVERSE-7B-Chat",
-                 "internlm-chat-7b", "Qwen2.5-7B-Instruct", "Qwen3-8B", "internlm2_5-7b-chat", "glm-4-9b-chat",
-                 "Qwen2.5-0.5B-Instruct", "Qwen2.5-1.5B-Instruct"]:
+    for name in [
+        "Qwen2-7B-Instruct",
+        "gemma-2-9b-it",
+        "Meta-Llama-3-8B-Instruct",
+        "XVERSE-7B-Chat",
+        "internlm-chat-7b",
+        "Qwen2.5-7B-Instruct",
+        "Qwen3-8B",
+        "internlm2_5-7b-chat",
+        "glm-4-9b-chat",
+        "Qwen2.5-0.5B-Instruct",
+        "Qwen2.5-1.5B-Instruct",
+    ]:
         assert status[name] == "not downloaded"
     assert status["SmolLM2-135M-Instruct (embedded)"] == "bundled"
 

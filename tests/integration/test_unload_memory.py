@@ -30,8 +30,9 @@ print(json.dumps({"before": before, "loaded": loaded, "after": after}))
 def test_unload_returns_memory_to_within_ten_percent(tmp_path_factory, real_services):
     # Reuse the session's converted model folder, so this test does not convert it again.
     data_dir = real_services.settings.data_dir
-    out = subprocess.run([sys.executable, "-c", PROBE, str(data_dir)], capture_output=True, text=True, cwd=ROOT,
-                         timeout=600, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, str(data_dir)], capture_output=True, text=True, cwd=ROOT, timeout=600, check=True
+    )
     figures = json.loads(out.stdout.strip().splitlines()[-1])
     taken = figures["loaded"] - figures["before"]
     assert taken > 0.3, figures  # the fp32 model is about 0.5 GB

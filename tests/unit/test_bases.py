@@ -41,4 +41,4 @@ def test_a_base_records_its_embedding_and_splitter(bases):
     again = bases.get("docs")
     assert again.embedding == "all-minilm-l6-v2"
     assert bases.splitter(again) == SplitterSettings(300, 60)
-    assert kb.splitter == {"chunk_size": 300, "chunk_overlap": 60}
+    assert kb.splitter == {"chunk_size": 300, "chunk_overlap": 60, "unit": "chars"}

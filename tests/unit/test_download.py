@@ -12,8 +12,9 @@ from core.models.spec import ModelSpec
 from core.services import build_services
 from tests.fakes import FakeHub
 
-SPEC = ModelSpec(key="m", name="Model M", family="qwen2", source="hub", params_b=0.1,
-                 modelscope_id="org/m", hf_id="org/m")
+SPEC = ModelSpec(
+    key="m", name="Model M", family="qwen2", source="hub", params_b=0.1, modelscope_id="org/m", hf_id="org/m"
+)
 FILES = {
     "config.json": b'{"model_type": "qwen2"}',
     "tokenizer.json": b"{}" * 50,
@@ -32,8 +33,12 @@ def test_download_fetches_needed_files_and_reports_bytes(tmp_path):
     folder = tmp_path / "m"
     job = _run(JobManager(tmp_path / "jobs"), FakeHub(FILES), folder)
     assert job.status == "done"
-    assert sorted(p.name for p in folder.iterdir()) == [COMPLETE_MARKER, "config.json", "model.safetensors",
-                                                        "tokenizer.json"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        COMPLETE_MARKER,
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+    ]
     wanted = len(FILES["config.json"]) + len(FILES["tokenizer.json"]) + len(FILES["model.safetensors"])
     assert job.total == job.done == wanted and job.unit == "bytes"
     assert (folder / "model.safetensors").read_bytes() == FILES["model.safetensors"]

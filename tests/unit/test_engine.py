@@ -13,9 +13,16 @@ from tests.tiny_models import build_tiny_model
 
 
 def _chat(folder, settings, fast):
-    spec = ModelSpec(key="tiny", name="Tiny", family="qwen2", source="local", params_b=0.0001,
-                     local_path=str(folder), stop_tokens=("<|im_end|>",),
-                     defaults=GenerationDefaults(max_new_tokens=24, temperature=0.0))
+    spec = ModelSpec(
+        key="tiny",
+        name="Tiny",
+        family="qwen2",
+        source="local",
+        params_b=0.0001,
+        local_path=str(folder),
+        stop_tokens=("<|im_end|>",),
+        defaults=GenerationDefaults(max_new_tokens=24, temperature=0.0),
+    )
     return LocalChatModel(loaded=load(spec, settings, LoadOptions(device=TEST_DEVICE, fast_generation=fast)))
 
 

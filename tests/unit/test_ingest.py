@@ -1,7 +1,8 @@
 import pytest
 
 from core.errors import FolderNotFound, JobCancelled
-from core.knowledge.ingest import FolderIngestion
+from core.knowledge.ingest import Ingestion
+from core.knowledge.sources import FolderInput, prepare
 from core.knowledge.splitting import SplitterSettings
 
 EMBEDDING = "multilingual-e5-small-q4"
@@ -19,7 +20,8 @@ def _corpus(root):
 
 
 def _ingest(bases, kb, folder, ctx=None, batch=8):
-    return FolderIngestion(bases, kb, folder, max_file_bytes=1_000_000, embed_batch=batch, ctx=ctx).run()
+    ready = prepare(bases, kb, FolderInput(folder))
+    return Ingestion(bases, kb, ready.source, ready.root, max_file_bytes=1_000_000, embed_batch=batch, ctx=ctx).run()
 
 
 @pytest.fixture

@@ -120,12 +120,20 @@ def family(request, tmp_path_factory):
     key = request.param
     arch, specials, bos, eos = FAMILIES[key]
     folder = build_tiny_model(
-        tmp_path_factory.mktemp(key) / "model", arch, specials, eos=eos, bos=bos, chat_template=_template(key),
+        tmp_path_factory.mktemp(key) / "model",
+        arch,
+        specials,
+        eos=eos,
+        bos=bos,
+        chat_template=_template(key),
         silent=True,
     )
     row = builtin_spec(key)
     spec = dataclasses.replace(
-        row, source="local", local_path=str(folder), trust_remote_code=False,
+        row,
+        source="local",
+        local_path=str(folder),
+        trust_remote_code=False,
         defaults=dataclasses.replace(row.defaults, max_new_tokens=12, temperature=0.0),
     )
     return key, spec

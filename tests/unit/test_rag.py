@@ -2,7 +2,8 @@ from langchain_core.documents import Document
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
-from core.knowledge.ingest import FolderIngestion
+from core.knowledge.ingest import Ingestion
+from core.knowledge.sources import FolderInput, prepare
 from core.knowledge.splitting import SplitterSettings
 from core.rag.answer import answer, rag_chain
 from core.rag.context import format_context
@@ -34,7 +35,8 @@ def _kb_with(bases, tmp_path, files):
     for name, text in files.items():
         (root / name).write_text(text, encoding="utf-8")
     kb = bases.create("docs", "multilingual-e5-small-q4", SplitterSettings(300, 50))
-    FolderIngestion(bases, kb, root, max_file_bytes=10**6).run()
+    ready = prepare(bases, kb, FolderInput(root))
+    Ingestion(bases, kb, ready.source, ready.root, max_file_bytes=10**6).run()
     return kb
 
 

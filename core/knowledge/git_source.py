@@ -1,0 +1,256 @@
+"""Knowledge-base sources that are git repositories: shallow clones, kept up to date.
+
+Only the files of one commit matter, so a clone holds a single commit of a single branch or
+tag, and an update fetches the newest commit of that ref and reports which files changed.
+git runs as a subprocess with prompts disabled and under a timeout. Only https, ssh and (for
+this machine only) http reach it: other transports (``ext::``, ``file://``, ``git://``) can
+run commands, read local files or skip encryption, so URLs are checked before git sees them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import ipaddress
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from core.errors import AppError, GitFailed, GitMissing, GitTimeout, InvalidGitRef, InvalidGitUrl
+
+_OPTIONS = (
+    # Transports are allow-listed again inside git, which also covers redirects and submodules.
+    *("-c", "protocol.allow=never", "-c", "protocol.https.allow=always", "-c", "protocol.ssh.allow=always"),
+    # A user's submodule.recurse=true would otherwise fetch and check out submodules too.
+    *("-c", "submodule.recurse=false", "-c", "fetch.recurseSubmodules=false"),
+    # Automatic gc after a fetch would detach and keep working in the clone while we check out.
+    *("-c", "gc.autoDetach=false"),
+)
+# Set when the app runs inside a git hook; they would point every command at that repository.
+_REPOSITORY_ENV = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR")
+_LOCAL_TIMEOUT_S = 60.0
+
+_HELPER = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*::")
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_SCP = re.compile(r"^(?P<user>[^@/:]+)@(?P<host>\[[0-9A-Fa-f:.]+\]|[^@/:\[\]]+):(?P<path>.+)$")
+_REF_CHARS = re.compile(r"[^\x00-\x20\x7f~^:?*\[\\]+")
+
+
+@dataclasses.dataclass(frozen=True)
+class Change:
+    """A file that differs between two commits; ``status`` is "added", "modified" or "deleted".
+
+    A rename is reported as the old path deleted and the new one added.
+    """
+
+    path: str
+    status: str
+
+
+def check_git_url(url: str) -> str:
+    """The URL cleaned, or raises :class:`InvalidGitUrl` saying why it is refused.
+
+    >>> check_git_url("  git@github.com:owner/repo.git ")
+    'git@github.com:owner/repo.git'
+    """
+    cleaned = url.strip()
+    shown = _shown(cleaned)
+    if not cleaned:
+        raise InvalidGitUrl(url=url, reason="it is empty")
+    if cleaned.startswith("-"):
+        raise InvalidGitUrl(url=shown, reason="it starts with '-', which git would read as an option")
+    if _HELPER.match(cleaned):
+        raise InvalidGitUrl(url=shown, reason="addresses of the form name::address can run commands")
+    if any(ch.isspace() or not ch.isprintable() for ch in cleaned):
+        raise InvalidGitUrl(url=shown, reason="it contains spaces or control characters")
+    if "\\" in cleaned:
+        raise InvalidGitUrl(url=shown, reason="it contains a backslash")
+    if _SCHEME.match(cleaned):
+        return _check_full_url(cleaned, shown)
+    scp = _SCP.match(cleaned)
+    if not scp:
+        raise InvalidGitUrl(url=shown, reason="local paths and other forms are not accepted")
+    if scp["user"].startswith("-") or scp["host"].startswith("-"):
+        raise InvalidGitUrl(url=shown, reason="its user or host name starts with '-'")
+    return cleaned
+
+
+def clone(url: str, dest: Path, ref: str | None = None, timeout_s: float = 300) -> str:
+    """Shallow-clone ``ref`` (branch or tag; default branch if None) of ``url`` into ``dest``; returns the commit sha.
+
+    ``dest`` must not exist or be empty. If the clone fails, a ``dest`` it created is removed.
+    """
+    url = check_git_url(url)
+    ref = _check_ref(ref)
+    branch = ["--branch", ref] if ref else []
+    created = not dest.exists()
+    git = _Git(url, timeout_s)
+    try:
+        git("clone", "--depth", "1", "--single-branch", "--no-tags", *branch, "--", url, str(dest))
+        return _rev(git, dest, "HEAD")
+    except AppError:
+        # A killed clone leaves its half-written folder behind.
+        if created:
+            shutil.rmtree(dest, ignore_errors=True)
+        raise
+
+
+def update(repo: Path, ref: str | None = None, timeout_s: float = 300) -> tuple[str, str, list[Change]]:
+    """Fetch the latest ``ref`` into an existing shallow clone and check it out; returns (old_sha, new_sha, changes).
+
+    ``ref`` is the branch or tag the clone follows (None: the remote's default branch); pass
+    the one given to :func:`clone`. Local edits and stray files in ``repo`` are discarded.
+    """
+    fetched = _check_ref(ref) or "HEAD"
+    git = _Git(str(repo), timeout_s)
+    old = _rev(git, repo, "HEAD")
+    git.url = check_git_url(git("remote", "get-url", "origin", repo=repo).decode())
+    git("fetch", "--depth", "1", "--no-tags", "--", "origin", fetched, repo=repo)
+    new = _rev(git, repo, "FETCH_HEAD")
+    # The old commit's objects stay in the clone after a shallow fetch, so both trees can be compared.
+    changes = _changes(git("diff-tree", "-r", "-z", "--no-renames", old, new, repo=repo)) if new != old else []
+    git("checkout", "--force", "--detach", new, repo=repo)
+    git("clean", "-ffdx", repo=repo)
+    return old, new, changes
+
+
+def head(repo: Path) -> str:
+    """The sha of the commit checked out in ``repo``."""
+    return _rev(_Git(str(repo), _LOCAL_TIMEOUT_S), repo, "HEAD")
+
+
+class _Git:
+    """Runs git commands for one operation: one deadline, one address to name in errors."""
+
+    def __init__(self, url: str, timeout_s: float) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+        self.deadline = time.monotonic() + timeout_s
+
+    def __call__(self, *args: str, repo: Path | None = None) -> bytes:
+        """Run git with ``args``; returns its standard output, or raises GitFailed, GitTimeout or GitMissing."""
+        where = ["--git-dir", str(repo / ".git"), "--work-tree", str(repo)] if repo else []
+        # http only for an http URL, which check_git_url lets through for this machine alone;
+        # an https server cannot redirect to plain http then.
+        http = ["-c", "protocol.http.allow=always"] if self.url.startswith("http://") else []
+        env = {k: v for k, v in os.environ.items() if k not in _REPOSITORY_ENV}
+        # No prompt may wait for an answer that never comes. GIT_LFS_SKIP_SMUDGE keeps large
+        # binaries (models, media) as small pointer files instead of downloading them.
+        env.update(GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="echo", GCM_INTERACTIVE="never", GIT_LFS_SKIP_SMUDGE="1")
+        try:
+            proc = subprocess.Popen(
+                ["git", *_OPTIONS, *http, *where, *args],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                # Without a controlling terminal ssh cannot ask for passwords or host keys either;
+                # the own process group lets a timeout end git's helpers too.
+                start_new_session=True,
+            )
+        except FileNotFoundError as exc:
+            raise GitMissing() from exc
+        try:
+            out, err = proc.communicate(timeout=max(self.deadline - time.monotonic(), 0.001))
+        except subprocess.TimeoutExpired:
+            _kill(proc)
+            raise GitTimeout(url=_shown(self.url), seconds=self.timeout_s) from None
+        if proc.returncode:
+            raise GitFailed(url=_shown(self.url), detail=_shown(_last_message(err, proc.returncode), self.url))
+        return out
+
+
+def _rev(git: _Git, repo: Path, name: str) -> str:
+    return git("rev-parse", "--verify", name + "^{commit}", repo=repo).decode().strip()
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    # git hands transfers to helpers (git-remote-https, ssh) that hold the pipes open: end them all.
+    if os.name == "posix":
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    else:
+        proc.kill()
+    proc.communicate()
+
+
+def _last_message(stderr: bytes, returncode: int) -> str:
+    lines = [line.strip() for line in stderr.decode("utf-8", "replace").splitlines() if line.strip()]
+    # git often ends with advice ("Please make sure you have the correct access rights…") after the error.
+    errors = [line for line in lines if line.startswith(("fatal:", "error:"))]
+    last = (errors or lines or [f"exit status {returncode}"])[-1]
+    return last.removeprefix("fatal: ").removeprefix("error: ").rstrip(".")
+
+
+def _changes(raw: bytes) -> list[Change]:
+    # -z raw records: ":old_mode new_mode old_sha new_sha status" NUL path NUL.
+    fields = raw.split(b"\0")
+    changes = []
+    for meta, path in zip(fields[0:-1:2], fields[1::2], strict=True):
+        old_mode, new_mode = meta.lstrip(b":").split(b" ")[:2]
+        # Mode 000000 means absent, 160000 a submodule, whose files are never checked out.
+        before, after = old_mode not in {b"000000", b"160000"}, new_mode not in {b"000000", b"160000"}
+        if before or after:
+            status = "modified" if before and after else "deleted" if before else "added"
+            changes.append(Change(os.fsdecode(path), status))
+    return changes
+
+
+def _check_ref(ref: str | None) -> str | None:
+    ref = ref.strip() if ref else None
+    if not ref:
+        return None
+    if ref.startswith("-"):
+        raise InvalidGitRef(ref=ref, reason="it starts with '-', which git would read as an option")
+    if (
+        not _REF_CHARS.fullmatch(ref)
+        or ref.startswith("/")
+        or ref.endswith(("/", ".", ".lock"))
+        or any(bad in ref for bad in ("..", "//", "@{"))
+        or ref == "@"
+    ):
+        raise InvalidGitRef(ref=_shown(ref), reason="git does not allow these characters in a branch or tag name")
+    return ref
+
+
+def _check_full_url(url: str, shown: str) -> str:
+    try:
+        parts = urlsplit(url)
+        host, user, _ = parts.hostname, parts.username, parts.port
+    except ValueError:
+        raise InvalidGitUrl(url=shown, reason="its host or port is malformed") from None
+    if parts.scheme not in {"https", "ssh", "http"}:
+        raise InvalidGitUrl(url=shown, reason=f"{parts.scheme}:// addresses are not accepted")
+    if not host:
+        raise InvalidGitUrl(url=shown, reason="it has no host name")
+    if host.startswith("-") or (user or "").startswith("-"):
+        raise InvalidGitUrl(url=shown, reason="its user or host name starts with '-'")
+    if parts.scheme == "http" and not _loopback(host):
+        raise InvalidGitUrl(url=shown, reason="plain http:// is only accepted for this machine (localhost)")
+    if parts.path in {"", "/"}:
+        raise InvalidGitUrl(url=shown, reason="it names no repository")
+    return parts.scheme + url[len(parts.scheme) :]
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _shown(text: str, url: str | None = None) -> str:
+    """``text`` fit for a message: the credentials of ``url`` (default: ``text``) hidden, control characters escaped."""
+    with contextlib.suppress(ValueError):
+        parts = urlsplit(text if url is None else url)
+        # Over http(s) whatever precedes "@" is a credential (a token may stand in for the user name).
+        if parts.scheme in {"http", "https"} and "@" in parts.netloc:
+            text = text.replace(parts.netloc.rpartition("@")[0], "***")
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)

@@ -1,0 +1,133 @@
+"""Where a knowledge base's files come from: a folder, a git repository, or uploaded files.
+
+``prepare`` turns what the user gave into a recorded source and a folder to scan: a folder
+is read where it is; a repository is shallow-cloned (or, the next time, fetched, and the git
+diff says which files can have changed); uploads and zip archives are stored in the app's
+own copy, with unsafe archive entries refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+from core.errors import FolderNotFound
+from core.knowledge import git_source
+from core.knowledge.archives import extract_zip, save_upload
+from core.knowledge.bases import KnowledgeBases
+from core.knowledge.records import KnowledgeBase, Source
+from core.knowledge.scanning import SkippedFile
+
+UPLOADS = "uploads"
+
+
+@dataclasses.dataclass(frozen=True)
+class FolderInput:
+    """A folder on the machine running the app."""
+
+    path: Path
+
+
+@dataclasses.dataclass(frozen=True)
+class GitInput:
+    """A git repository (https or ssh) at a branch or tag (its default branch if None)."""
+
+    url: str
+    ref: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class UploadInput:
+    """Files sent through the browser, as (name, bytes); zip archives are unpacked."""
+
+    files: tuple[tuple[str, bytes], ...]
+
+
+SourceInput = FolderInput | GitInput | UploadInput
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """A source ready to scan: its record, its folder, the paths that can have changed (None:
+    any), the commit to record once ingested, and archive entries that were refused.
+    """
+
+    source: Source
+    root: Path
+    changed: set[str] | None = None
+    commit: str | None = None
+    refused: tuple[SkippedFile, ...] = ()
+
+
+def describe(item: SourceInput) -> str:
+    """A short label for a source input, for job titles."""
+    match item:
+        case FolderInput(path):
+            return str(path)
+        case GitInput(url, ref):
+            return f"{url}@{ref}" if ref else url
+        case UploadInput(files):
+            return ", ".join(name for name, _ in files[:3]) + ("…" if len(files) > 3 else "")
+
+
+def prepare(bases: KnowledgeBases, kb: KnowledgeBase, item: SourceInput, git_timeout_s: float = 300) -> Prepared:
+    """Record the source of ``item`` in ``kb`` and make its files ready to scan."""
+    match item:
+        case FolderInput(path):
+            folder = path.expanduser()
+            if not folder.is_dir():
+                raise FolderNotFound(path=str(path))
+            source = _record(bases, kb, "folder", str(folder.resolve()))
+            return Prepared(source, folder)
+        case GitInput(url, ref):
+            url = git_source.check_git_url(url)
+            return _git(bases, _record(bases, kb, "git", url, ref), git_timeout_s)
+        case UploadInput(files):
+            source = _record(bases, kb, "upload", UPLOADS)
+            root = bases.source_folder(source)
+            refused: list[SkippedFile] = []
+            for name, data in files:
+                if name.lower().endswith(".zip"):
+                    target = root / Path(name).stem
+                    entries = extract_zip(data, target)
+                    refused += [SkippedFile(f"{name}/{e.name}", e.reason) for e in entries]
+                else:
+                    save_upload(name, data, root)
+            return Prepared(source, root, refused=tuple(refused))
+
+
+def refresh(bases: KnowledgeBases, source: Source, git_timeout_s: float = 300) -> Prepared:
+    """Make an existing source ready to scan again (a repository is fetched first)."""
+    if source.kind == "git":
+        return _git(bases, source, git_timeout_s)
+    root = bases.source_folder(source)
+    if not root.is_dir():
+        raise FolderNotFound(path=str(root))
+    return Prepared(source, root)
+
+
+def _record(bases: KnowledgeBases, kb: KnowledgeBase, kind: str, location: str, ref: str | None = None) -> Source:
+    return bases.records.upsert_source(
+        Source(uuid.uuid4().hex[:16], kb.id, kind, location, ref, None, time.time(), None)
+    )
+
+
+def _git(bases: KnowledgeBases, source: Source, timeout_s: float) -> Prepared:
+    folder = bases.source_folder(source)
+    if not (folder / ".git").is_dir():
+        shutil.rmtree(folder, ignore_errors=True)
+        try:
+            commit = git_source.clone(source.location, folder, source.ref, timeout_s)
+        except Exception:
+            if source.updated is None:  # never ingested: forget the half-made source
+                bases.records.delete_source(source.id)
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return Prepared(source, folder, commit=commit)
+    old, new, changes = git_source.update(folder, source.ref, timeout_s)
+    # The diff is only trusted when the last ingestion finished at the commit it starts from.
+    changed = {c.path for c in changes if c.status != "deleted"} if old == source.commit_sha else None
+    return Prepared(source, folder, changed=changed, commit=new)

@@ -1,0 +1,95 @@
+"""Serves bare git repositories over plain HTTP on 127.0.0.1 for tests, the way a real host does:
+``git http-backend`` (git's smart HTTP protocol, as a CGI program) behind a small http.server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+
+class GitServer:
+    """Serves every bare repository under ``root`` at ``url_for(name)``; use as a context manager."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def url_for(self, name: str) -> str:
+        """The clone URL of the bare repository ``root/name``."""
+        return f"{self.base_url}/{name}"
+
+    def __enter__(self) -> GitServer:
+        # A short poll interval lets shutdown() return quickly.
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handler(self):
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def do_GET(self):
+                self._cgi()
+
+            def do_POST(self):
+                self._cgi()
+
+            def _cgi(self):
+                url = urlsplit(self.path)
+                # git sends a Content-Length for bodies under http.postBuffer (1 MiB), which test
+                # repositories never exceed; chunked uploads are not supported.
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                env = {
+                    "PATH": os.environ.get("PATH", ""),
+                    "GIT_PROJECT_ROOT": str(server.root),
+                    "GIT_HTTP_EXPORT_ALL": "1",
+                    "GATEWAY_INTERFACE": "CGI/1.1",
+                    "REQUEST_METHOD": self.command,
+                    "PATH_INFO": url.path,
+                    "QUERY_STRING": url.query,
+                    "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+                    "CONTENT_LENGTH": str(len(body)),
+                    "REMOTE_ADDR": self.client_address[0],
+                    # Protocol v2 is negotiated through this header; a gzipped request body through the next.
+                    "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
+                    "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
+                }
+                proc = subprocess.Popen(
+                    [shutil.which("git") or "git", "http-backend"],
+                    env=env,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                )
+                proc.stdin.write(body)
+                proc.stdin.close()
+                status, headers = 200, []
+                while (line := proc.stdout.readline().rstrip(b"\r\n")) != b"":
+                    key, _, value = line.decode("latin-1").partition(":")
+                    if key.lower() == "status":
+                        status = int(value.split()[0])
+                    else:
+                        headers.append((key, value.strip()))
+                self.send_response(status)
+                for key, value in headers:
+                    self.send_header(key, value)
+                self.end_headers()
+                # HTTP/1.0: the body ends when the connection closes, so it can be streamed as it comes.
+                while chunk := proc.stdout.read1(65536):
+                    self.wfile.write(chunk)
+                proc.wait()
+
+        return Handler
