@@ -104,15 +104,10 @@ def plain_rate(loaded: LoadedModel, text: str, new_tokens: int) -> tuple[float, 
         torch.cuda.synchronize() if torch.cuda.is_available() else None
         started = time.perf_counter()
         with torch.inference_mode():
-            loaded.model.generate(
-                **inputs,
-                max_new_tokens=n,
-                min_new_tokens=n,
-                do_sample=False,
-                disable_compile=True,
-                eos_token_id=eos,
-                pad_token_id=eos[0],
+            out = loaded.model.generate(
+                **inputs, max_new_tokens=n, do_sample=False, disable_compile=True, eos_token_id=eos, pad_token_id=eos[0]
             )
+        assert out.shape[1] - inputs["input_ids"].shape[1] == n, "the random model stopped early"
         torch.cuda.synchronize() if torch.cuda.is_available() else None
         return time.perf_counter() - started
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from langchain_core.embeddings import Embeddings
 
 
@@ -66,11 +67,12 @@ class SentenceTransformerEmbeddings(Embeddings):
         vectors = self._model.encode(
             [prefix + t for t in texts],
             batch_size=self.batch_size,
-            normalize_embeddings=True,
             convert_to_numpy=True,
             show_progress_bar=False,
-        )
-        return vectors.astype("float32").tolist()
+        ).astype("float32")
+        # Normalised in float32: a bf16 norm is only good to about three digits.
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return vectors.tolist()
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed passages (sentence-transformers sorts them by length within the call)."""

@@ -52,3 +52,8 @@ def wait_for_jobs() -> None:
     jobs = services().jobs
     for job in jobs.active():
         jobs.wait(job.id, timeout=120)
+
+
+def shown(text: str) -> str:
+    """Text as the user reads it: without the escapes that keep file names out of Markdown."""
+    return text.replace("\\", "")

@@ -6,7 +6,7 @@ def _ingested_app(app, folder):
     app.text_input(key="kb.new_name").input("docs").run()
     app.button(key="kb.create").click().run()
     app.text_input(key="kb.folder").input(str(folder)).run()
-    app.button(key="kb.ingest").click().run()
+    app.button(key="kb.ingest.folder").click().run()
     wait_for_jobs()
     return app.switch_page("pages/chat.py").run()
 

@@ -1,3 +1,4 @@
+from core.knowledge.sources import FolderInput
 from core.knowledge.splitting import SplitterSettings
 from core.rag.answer import answer
 from core.rag.retrieval import KnowledgeRetriever
@@ -21,7 +22,7 @@ def test_ingested_folder_answers_with_the_right_file(real_services, smollm, tmp_
     bases = real_services.knowledge
     kb = bases.create("集成测试", "multilingual-e5-small-q4", SplitterSettings())
     folder = _folder(tmp_path / "docs")
-    job = real_services.start_ingest(kb, folder)
+    job = real_services.start_ingest(kb, FolderInput(folder))
     done = real_services.jobs.wait(job.id, timeout=300)
     assert done.status == "done", done.error
     assert done.result["files_ingested"] == 4
@@ -37,5 +38,5 @@ def test_ingested_folder_answers_with_the_right_file(real_services, smollm, tmp_
     assert result.sources[0].metadata["path"] == "cooking.txt"
     assert len([piece for piece in result.tokens if piece]) > 1
 
-    again = real_services.jobs.wait(real_services.start_ingest(kb, folder).id, timeout=300)
+    again = real_services.jobs.wait(real_services.start_ingest(kb, FolderInput(folder)).id, timeout=300)
     assert again.result["chunks_added"] == 0 and again.result["files_unchanged"] == 4

@@ -1,0 +1,324 @@
+"""The parts of the Knowledge page: the list, creation, sources, jobs, previews and chunks."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core.embeddings.catalog import EMBEDDINGS, embedding_spec
+from core.errors import AppError
+from core.jobs import JobState
+from core.knowledge.records import KnowledgeBase
+from core.knowledge.sources import FolderInput, GitInput, SourceInput, UploadInput
+from core.knowledge.splitting import SplitterSettings
+from core.services import Services
+from ui import keys
+from ui.common import duration, lang, plain, show_error, t
+from ui.jobs import first_sight, watch
+
+
+def overview(app: Services) -> None:
+    """Every knowledge base with its figures."""
+    rows = []
+    for kb in app.knowledge.all():
+        stats = app.knowledge.stats(kb)
+        rows.append(
+            {
+                t("kb.col.name"): kb.name,
+                t("kb.col.sources"): stats.sources,
+                t("kb.col.files"): stats.files,
+                t("kb.col.chunks"): stats.chunks,
+                t("kb.col.embedding"): kb.embedding,
+                t("kb.col.updated"): datetime.datetime.fromtimestamp(kb.updated).strftime("%Y-%m-%d %H:%M"),
+                t("kb.col.size"): round(stats.size_bytes / 1e6, 1),
+            }
+        )
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
+def create_form(app: Services) -> None:
+    """Name, embedding model and chunking of a new knowledge base."""
+    by_key = {e.key: e for e in EMBEDDINGS}
+    name = st.text_input(t("kb.create.name"), key=keys.KB_NEW_NAME, max_chars=64)
+    embedding = st.selectbox(
+        t("kb.create.embedding"),
+        list(by_key),
+        format_func=lambda k: by_key[k].name,
+        index=list(by_key).index(app.settings.default_embedding),
+        key=keys.KB_NEW_EMBEDDING,
+    )
+    size_col, overlap_col, unit_col = st.columns(3)
+    unit = unit_col.selectbox(
+        t("kb.create.unit"), ["chars", "tokens"], format_func=lambda u: t(f"kb.unit.{u}"), key=keys.KB_NEW_UNIT
+    )
+    size = size_col.number_input(t("kb.create.chunk_size"), 50, 4000, app.settings.chunk_size, 50, key=keys.KB_NEW_SIZE)
+    overlap = overlap_col.number_input(
+        t("kb.create.chunk_overlap"), 0, 2000, app.settings.chunk_overlap, 10, key=keys.KB_NEW_OVERLAP
+    )
+    if unit == "tokens" and size > by_key[embedding].max_tokens:
+        st.warning(
+            t("kb.settings", size=size, unit=t("kb.unit.tokens"), overlap=overlap, limit=by_key[embedding].max_tokens)
+        )
+    if st.button(t("kb.create.button"), key=keys.KB_CREATE, type="primary"):
+        try:
+            kb = app.knowledge.create(name, embedding, SplitterSettings(int(size), int(overlap), unit))
+        except AppError as error:
+            show_error(error)
+        else:
+            st.session_state["kb.just_created"] = kb.name
+            st.toast(t("kb.created", name=kb.name))
+            st.rerun()
+
+
+def manage(app: Services, kb: KnowledgeBase) -> None:
+    """Figures, settings, rename and delete of one knowledge base."""
+    stats = app.knowledge.stats(kb)
+    st.caption(
+        t(
+            "kb.stats",
+            sources=stats.sources,
+            files=stats.files,
+            chunks=stats.chunks,
+            embedding=kb.embedding,
+            size=stats.size_bytes / 1e6,
+        )
+    )
+    splitter = app.knowledge.splitter(kb)
+    st.caption(
+        t(
+            "kb.settings",
+            size=splitter.chunk_size,
+            unit=t(f"kb.unit.{splitter.unit}"),
+            overlap=splitter.chunk_overlap,
+            limit=embedding_spec(kb.embedding).max_tokens,
+        )
+    )
+    rename_col, delete_col, _ = st.columns([1, 1, 3])
+    with rename_col.popover(t("kb.rename"), icon=":material/edit:"):
+        new_name = st.text_input(t("kb.rename.name"), kb.name, key=keys.KB_RENAME_NAME)
+        if st.button(t("kb.rename.button"), key=keys.KB_RENAME):
+            try:
+                renamed = app.knowledge.rename(kb, new_name)
+            except AppError as error:
+                show_error(error)
+            else:
+                st.session_state["kb.just_created"] = renamed.name
+                st.rerun()
+    with delete_col.popover(t("kb.delete"), icon=":material/delete:"):
+        st.write(t("kb.delete.confirm", name=kb.name, chunks=stats.chunks))
+        if st.button(t("kb.delete.yes"), key=keys.KB_DELETE_YES, type="primary"):
+            app.knowledge.delete(kb)
+            st.toast(t("kb.deleted", name=kb.name))
+            st.rerun()
+
+
+def sources(app: Services, kb: KnowledgeBase, busy: bool) -> None:
+    """The knowledge base's sources, each with Refresh and Remove."""
+    listed = app.knowledge.sources(kb)
+    if not listed:
+        st.caption(t("kb.sources.none"))
+    for source in listed:
+        line, refresh_col, remove_col = st.columns([6, 1, 1], vertical_alignment="center")
+        state = t("kb.source.commit", commit=source.commit_sha[:10]) if source.commit_sha else ""
+        if source.updated is None:
+            state = t("kb.source.never")
+        label = t("kb.source.line", kind=t(f"kb.source.kind.{source.kind}"), location=source.location)
+        line.markdown(plain(f"{label} {source.ref or ''} {state}"))
+        if refresh_col.button(t("kb.source.refresh"), key=keys.KB_REFRESH + source.id, disabled=busy):
+            _start(lambda source=source: app.start_refresh(kb, source))
+        with remove_col.popover(t("kb.source.remove")):
+            st.write(t("kb.source.remove.confirm"))
+            if st.button(t("kb.source.remove.yes"), key=keys.KB_REMOVE_SOURCE + source.id, disabled=busy):
+                st.toast(t("kb.source.removed", n=app.knowledge.remove_source(kb, source)))
+                st.rerun()
+
+
+def add_source(app: Services, kb: KnowledgeBase, busy: bool) -> None:
+    """Folder, git or upload: preview first, or ingest straight away."""
+    st.caption(t("kb.ingest.help"))
+    folder_tab, git_tab, upload_tab = st.tabs([t("kb.add.folder"), t("kb.add.git"), t("kb.add.upload")])
+    with folder_tab:
+        folder = st.text_input(t("kb.ingest.folder"), key=keys.KB_FOLDER).strip()
+        _actions(app, kb, "folder", FolderInput(Path(folder)) if folder else None, busy)
+    with git_tab:
+        url = st.text_input(t("kb.git.url"), key=keys.KB_GIT_URL).strip()
+        ref = st.text_input(t("kb.git.ref"), key=keys.KB_GIT_REF).strip() or None
+        _actions(app, kb, "git", GitInput(url, ref) if url else None, busy)
+    with upload_tab:
+        files = st.file_uploader(t("kb.upload.files"), accept_multiple_files=True, key=keys.KB_UPLOAD)
+        item = UploadInput(tuple((f.name, f.getvalue()) for f in files)) if files else None
+        _actions(app, kb, "upload", item, busy)
+
+
+def _actions(app: Services, kb: KnowledgeBase, kind: str, item: SourceInput | None, busy: bool) -> None:
+    preview_col, ingest_col, _ = st.columns([1, 1, 4])
+    if preview_col.button(t("kb.preview.button"), key=keys.KB_PREVIEW + kind, disabled=busy or item is None):
+        _start(lambda: app.start_preview(kb, item))
+    if ingest_col.button(
+        t("kb.ingest.button"), key=keys.KB_INGEST + kind, type="primary", disabled=busy or item is None
+    ):
+        _start(lambda: app.start_ingest(kb, item))
+
+
+def _start(begin) -> None:
+    try:
+        begin()
+    except AppError as error:
+        show_error(error)
+    else:
+        st.rerun()
+
+
+def job_panel(app: Services, kb: KnowledgeBase, job: JobState | None) -> None:
+    """A running job's progress, or what the last one did."""
+    if job is None:
+        return
+    if job.active:
+        watch(job.id, _describe, t("kb.ingest.running", name=kb.name), cancel_key=keys.KB_CANCEL)
+    elif job.status == "failed":
+        st.error(t("kb.ingest.failed", error=job.error_message(lang())), icon="⚠️")
+    elif job.status in {"cancelled", "interrupted"}:
+        st.warning(t(f"kb.ingest.{job.status}"))
+    elif job.kind == "ingest":
+        _ingest_result(job)
+    elif job.kind == "preview":
+        _preview_result(kb, job.result)
+
+
+def _describe(job: JobState) -> str:
+    if job.kind == "preview":
+        return t("kb.preview.progress", done=int(job.done), total=int(job.total or 0))
+    if job.message == "prepare" or not job.total:
+        return t("kb.ingest.preparing")
+    chunks = job.detail.get("chunks_embedded", 0)
+    return t(
+        "kb.ingest.progress",
+        done=job.detail.get("files_done", 0),
+        total=job.detail.get("files_total", 0),
+        chunks=chunks,
+        rate=chunks / job.elapsed_s if job.elapsed_s > 0 else 0.0,
+        eta=duration(job.eta_s),
+    )
+
+
+def _ingest_result(job: JobState) -> None:
+    r = job.result
+    message = t(
+        "kb.ingest.done",
+        source=r["source"],
+        seconds=r["seconds"],
+        ingested=r["files_ingested"],
+        unchanged=r["files_unchanged"],
+        removed=r["files_removed"],
+        added=r["chunks_added"],
+        deleted=r["chunks_removed"],
+    )
+    (st.success if first_sight(job) else st.caption)(plain(message))
+    skipped_table(r["skipped"])
+
+
+def skipped_table(skipped: list[dict]) -> None:
+    """Every skipped file with its reason, in an expander."""
+    if not skipped:
+        return
+    with st.expander(t("kb.skipped", n=len(skipped))):
+        table = pd.DataFrame(skipped, columns=["path", "reason", "detail"])
+        table["reason"] = [t(f"skip.{r}") for r in table["reason"]]
+        table.columns = [t("kb.skipped.path"), t("kb.skipped.reason"), t("kb.skipped.detail")]
+        st.dataframe(table, hide_index=True, width="stretch")
+
+
+def _preview_result(kb: KnowledgeBase, r: dict) -> None:
+    st.markdown(f"**{plain(t('kb.dry.header', source=r['source']))}**")
+    st.write(t("kb.dry.summary", files=r["files"], chunks=r["chunks"], skipped=len(r["skipped"])))
+    suggested = r["suggested_embedding"]
+    (st.info if suggested == kb.embedding else st.warning)(
+        t(f"kb.suggest.{r['suggestion_reason']}", share=r["cjk_share"])
+    )
+    if suggested != kb.embedding:
+        st.caption(t("kb.suggest.mismatch", current=kb.embedding, suggested=suggested))
+    types_col, tokens_col = st.columns(2)
+    types_col.caption(t("kb.dry.types"))
+    types_col.bar_chart(pd.Series(r["files_by_type"], name=t("kb.col.files")))
+    if r["token_counts"]:
+        tokens_col.caption(t("kb.dry.tokens", limit=r["max_tokens"]))
+        counts, edges = np.histogram(r["token_counts"], bins=min(20, max(1, len(set(r["token_counts"])))))
+        tokens_col.bar_chart(pd.Series(counts, index=[f"{int(e)}" for e in edges[:-1]], name=t("kb.col.chunks")))
+    if r["at_limit"]:
+        st.warning(t("kb.dry.at_limit", n=r["at_limit"], limit=r["max_tokens"]))
+    skipped_table(r["skipped"])
+    with st.expander(t("kb.dry.samples")):
+        for sample in r["samples"]:
+            st.caption(
+                plain(
+                    t("kb.chunks.chunk", path=sample["path"], start=sample["start_line"], end=sample["end_line"])
+                    + (f" · {sample['heading']}" if sample["heading"] else "")
+                )
+            )
+            st.code(sample["text"], language=None, wrap_lines=True)
+
+
+def chunk_browser(app: Services, kb: KnowledgeBase) -> None:
+    """Search and filter the stored chunks; read one with its neighbours; remove a file's chunks."""
+    chunks = app.knowledge.chunk_table(kb)
+    if chunks.empty:
+        st.info(t("kb.chunks.empty"))
+        return
+    search_col, file_col = st.columns(2)
+    query = search_col.text_input(t("kb.chunks.search"), key=keys.KB_SEARCH).strip()
+    files = sorted(chunks["path"].unique())
+    only = file_col.selectbox(
+        t("kb.chunks.file"),
+        [None, *files],
+        key=keys.KB_FILE_FILTER,
+        format_func=lambda p: t("kb.chunks.all_files") if p is None else p,
+    )
+    shown = chunks if only is None else chunks[chunks["path"] == only]
+    if query:
+        shown = shown[shown["text"].str.contains(query, case=False, regex=False)]
+    shown = shown.reset_index(drop=True)
+    st.caption(t("kb.chunks.count", shown=len(shown), total=len(chunks)))
+    st.dataframe(
+        pd.DataFrame(
+            {
+                t("kb.col.path"): shown["path"],
+                t("kb.col.seq"): shown["seq"],
+                t("kb.col.lines"): shown["start_line"].astype(str) + "-" + shown["end_line"].astype(str),
+                t("kb.col.heading"): shown["heading"],
+                t("kb.col.chars"): shown["chars"],
+                t("kb.col.text"): shown["text"].str.slice(0, 160),
+            }
+        ),
+        width="stretch",
+    )
+    if shown.empty:
+        return
+    row = st.number_input(t("kb.chunks.pick"), 0, len(shown) - 1, 0, key=keys.KB_CHUNK_ROW)
+    chunk = shown.iloc[int(row)]
+    _show_chunk(chunks, chunk)
+    if st.button(t("kb.chunks.remove_file") + f" ({chunk['path']})", key=keys.KB_REMOVE_FILE):
+        source = app.knowledge.records.source(chunk["source_id"])
+        removed = app.knowledge.remove_file(kb, source, chunk["path"])
+        st.toast(t("kb.chunks.removed", n=removed, path=chunk["path"]))
+        st.rerun()
+
+
+def _show_chunk(chunks: pd.DataFrame, chunk: pd.Series) -> None:
+    same_file = chunks[(chunks["source_id"] == chunk["source_id"]) & (chunks["path"] == chunk["path"])]
+    neighbours = {n["seq"]: n for _, n in same_file.iterrows()}
+    before, after = neighbours.get(chunk["seq"] - 1), neighbours.get(chunk["seq"] + 1)
+    heading = f" · {chunk['heading']}" if chunk["heading"] else ""
+    st.markdown(
+        plain(t("kb.chunks.chunk", path=chunk["path"], start=chunk["start_line"], end=chunk["end_line"]) + heading)
+    )
+    if before is not None:
+        with st.expander(t("kb.chunks.before")):
+            st.code(before["text"], language=None, wrap_lines=True)
+    st.code(chunk["text"], language=None, wrap_lines=True)
+    if after is not None:
+        with st.expander(t("kb.chunks.after")):
+            st.code(after["text"], language=None, wrap_lines=True)
