@@ -183,3 +183,13 @@ class GitTimeout(AppError):
 class ArchiveRefused(AppError):
     en = "{name} was not extracted: {reason}. Check the file, or unpack it yourself and add the folder instead."
     zh = "{name} 未解压：{reason}。请检查该文件，或自行解压后添加该文件夹。"
+
+
+class InvalidTemplate(AppError):
+    en = "The prompt template must contain {missing}: that is where the sources and the question go."
+    zh = "提示模板必须包含 {missing}：资料和问题会填入这些位置。"
+
+
+class ConversationNotFound(AppError):
+    en = "Conversation {id} no longer exists (it may have been deleted). Pick another or start a new one."
+    zh = "对话 {id} 已不存在（可能已被删除）。请选择其他对话或新建一个。"

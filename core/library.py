@@ -9,7 +9,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.retrievers import BaseRetriever
 
 from core.models.loader import LoadOptions
-from core.rag.retrieval import KnowledgeRetriever
+from core.rag.retrieval import KnowledgeRetriever, SearchMode
 from core.services import Services, build_services
 
 
@@ -29,9 +29,21 @@ def load_chat_model(key: str | None = None, options: LoadOptions | None = None, 
     return services.models.chat_model(**generation)
 
 
-def open_retriever(*kb_names: str, k: int | None = None) -> BaseRetriever:
-    """A LangChain retriever over the named knowledge bases."""
+def open_retriever(
+    *kb_names: str, k: int | None = None, mode: SearchMode = "hybrid", threshold: float = 0.0
+) -> BaseRetriever:
+    """A LangChain retriever over the named knowledge bases.
+
+    ``mode`` is "hybrid" (meaning and keywords, the default), "dense", "mmr" or "keyword";
+    documents below the ``threshold`` relevance (0..1) are left out.
+    """
     services = get_services()
     for name in kb_names:
         services.knowledge.get(name)
-    return KnowledgeRetriever(bases=services.knowledge, kb_names=list(kb_names), k=k or services.settings.top_k)
+    return KnowledgeRetriever(
+        bases=services.knowledge,
+        kb_names=list(kb_names),
+        k=k or services.settings.top_k,
+        mode=mode,
+        threshold=threshold,
+    )

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+from core.conversations import Conversations
+from core.embeddings.catalog import EmbeddingRegistry, EmbeddingSpec
+from core.embeddings.factory import build_reranker
 from core.embeddings.pool import EmbeddingPool
-from core.errors import FolderNotFound, ModelInUse, RepoNotFound
+from core.errors import FolderNotFound, ModelInUse, RepoNotFound, UnknownModel
 from core.jobs import JobManager, JobState
 from core.knowledge import sources, vectors
 from core.knowledge.bases import KnowledgeBases
@@ -19,6 +24,8 @@ from core.models.hubs import HubClient, make_client
 from core.models.loader import LoadOptions, is_downloaded, model_folder
 from core.models.manager import ModelManager
 from core.models.registry import ModelRegistry
+from core.models.spec import ModelSpec
+from core.rag.retrieval import Searcher
 from core.settings import Settings, get_settings
 
 
@@ -39,15 +46,38 @@ class Services:
     catalog: ModelRegistry
     models: ModelManager
     knowledge: KnowledgeBases
+    conversations: Conversations
     hub_client: Callable[[str, str | None], HubClient] = make_client
+    _rerankers: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def rerankers(self) -> list[EmbeddingSpec]:
+        """Reranker models that are downloaded (or in a folder the user named)."""
+        pool = self.knowledge.embeddings
+        return [spec for spec in pool.registry.all("reranker") if pool.available(spec)]
+
+    def searcher(self, reranker: str | None = None) -> Searcher:
+        """A searcher over the knowledge bases, with the named reranker loaded (once) if given."""
+        if reranker and reranker not in self._rerankers:
+            spec = self.knowledge.embeddings.registry.get(reranker)
+            self._rerankers[reranker] = build_reranker(self.knowledge.embeddings.folder(spec))
+        return Searcher(self.knowledge, self._rerankers.get(reranker) if reranker else None)
 
     def model_status(self, key: str) -> ModelStatus:
-        """The state of catalog model ``key`` as the Models page shows it."""
-        spec = self.catalog.get(key)
+        """The state of a chat, embedding or reranker model as the Models page shows it."""
+        job = self.jobs.latest(f"model:{key}", kind="download")
+        try:
+            spec = self.catalog.get(key)
+        except UnknownModel:
+            pool = self.knowledge.embeddings
+            row = pool.registry.get(key)
+            if job and job.active:
+                return ModelStatus("downloading", job.fraction)
+            if row.bundled:
+                return ModelStatus("bundled")
+            return ModelStatus("downloaded" if pool.available(row) else "missing")
         current = self.models.current
         if current and current.spec.key == key:
             return ModelStatus("loaded")
-        job = self.jobs.latest(f"model:{key}", kind="download")
         if job and job.active:
             return ModelStatus("downloading", job.fraction)
         if spec.source in {"embedded", "remote"}:
@@ -119,20 +149,27 @@ class Services:
         return self.jobs.submit("load", "model", spec.name, work)
 
     def start_download(self, key: str, hub: str | None = None, endpoint: str | None = None) -> JobState:
-        """Download chat model ``key`` in the background from ``hub`` (or a mirror ``endpoint``)."""
-        spec = self.catalog.get(key)
+        """Download a chat, embedding or reranker model in the background from ``hub`` (or a mirror)."""
+        spec, folder = self._download_target(key)
         hub = hub or self.settings.hub
         repo_id = spec.hub_id(hub)
         if not repo_id:
             raise RepoNotFound(repo=spec.name, hub=hub)
         if hub == "huggingface":
             endpoint = endpoint or self.settings.hf_endpoint
-        folder = model_folder(spec, self.settings)
 
         def work(ctx):
             return download.download(spec, self.hub_client(hub, endpoint), repo_id, folder, ctx)
 
         return self.jobs.submit("download", f"model:{key}", spec.name, work)
+
+    def _download_target(self, key: str) -> tuple[ModelSpec | EmbeddingSpec, Path]:
+        try:
+            spec = self.catalog.get(key)
+        except UnknownModel:
+            embedding = self.knowledge.embeddings.registry.get(key)
+            return embedding, self.knowledge.embeddings.folder(embedding)
+        return spec, model_folder(spec, self.settings)
 
     def delete_model_files(self, key: str) -> None:
         """Delete a downloaded model's files (never a folder the user pointed at)."""
@@ -155,7 +192,11 @@ def build_services(
     knowledge = KnowledgeBases(
         Records(settings.db_path),
         vectors.make_client(settings),
-        EmbeddingPool(settings.embed_batch_size),
+        EmbeddingPool(
+            EmbeddingRegistry(settings.models_dir / "custom_embeddings.json"),
+            settings.models_dir,
+            settings.embed_batch_size,
+        ),
         settings.data_dir / "sources",
     )
     return Services(
@@ -164,5 +205,6 @@ def build_services(
         catalog=catalog,
         models=ModelManager(settings, catalog),
         knowledge=knowledge,
+        conversations=Conversations(settings.data_dir / "conversations"),
         hub_client=hub_client,
     )

@@ -1,79 +1,92 @@
-"""Chat page: grounded answers streamed token by token, each with its sources."""
+"""Chat page: grounded answers streamed token by token, with sources users can check."""
 
 import streamlit as st
 
+from core.conversations import Message
 from core.errors import AppError, NoModelLoaded
-from core.rag.answer import answer
-from core.rag.context import source_label
-from core.rag.retrieval import KnowledgeRetriever
-from ui import keys
-from ui.common import lang, plain, services, show_error, t
+from core.rag.answer import Turn, prepare_answer
+from ui import generation, keys
+from ui.chat_view import (
+    apply_pending_switch,
+    conversations_sidebar,
+    current_conversation,
+    render_message,
+    settings_panel,
+    source_records,
+    streamed,
+)
+from ui.common import services, show_error, t
 
 app = services()
 st.title(t("chat.title"))
-messages: list[dict] = st.session_state.setdefault(keys.CHAT_MESSAGES, [])
-
-with st.sidebar:
-    chosen = st.multiselect(
-        t("chat.kbs"), [kb.name for kb in app.knowledge.all()], key=keys.CHAT_KBS, help=t("chat.kbs.help")
-    )
-    top_k = st.slider(t("chat.top_k"), 1, 12, app.settings.top_k, key=keys.CHAT_TOP_K)
-    if st.button(t("chat.clear"), key=keys.CHAT_CLEAR):
-        messages.clear()
-        st.rerun()
+apply_pending_switch()
+conversation = current_conversation(app)
 
 try:
     llm = app.models.chat_model()
 except NoModelLoaded:
     llm = None
+resident = app.models.current
+defaults = generation.settings() or (
+    {"temperature": resident.spec.defaults.temperature, "max_new_tokens": resident.spec.defaults.max_new_tokens}
+    if resident
+    else {}
+)
+with st.sidebar:
+    choices = settings_panel(app, defaults)
+    conversations_sidebar(app, conversation)
+
+if llm is None:
     st.info(t("chat.no_model"))
     st.page_link("pages/models.py", label=t("nav.models"), icon=":material/memory:")
-else:
-    if app.models.current:
-        st.caption(t("chat.model", name=app.models.current.spec.name))
+elif resident:
+    st.caption(t("chat.model", name=resident.spec.name))
 
+for index, message in enumerate(conversation.messages):
+    with st.chat_message(message.role):
+        render_message(app, conversation, index, message)
+        unanswered = message.role == "assistant" and message.grounded and not message.sources
+        offer = unanswered and index == len(conversation.messages) - 1
+        if offer and st.button(t("chat.answer_anyway"), key=f"{keys.CHAT_ANSWER_ANYWAY}.{conversation.id}.{index}"):
+            st.session_state["chat.pending"] = conversation.messages[index - 1].content
+            st.rerun()
 
-def show_sources(sources: list[dict]) -> None:
-    if not sources:
-        st.caption(t("chat.no_sources"))
-        return
-    with st.expander(t("chat.sources", n=len(sources))):
-        for source in sources:
-            st.markdown(plain(t("chat.source", rank=source["rank"], label=source["label"], score=source["score"])))
-            st.code(source["text"], language=None, wrap_lines=True)
-
-
-for message in messages:
-    with st.chat_message(message["role"]):
-        st.markdown(message["content"])
-        if message["role"] == "assistant" and message.get("grounded"):
-            show_sources(message["sources"])
-
-question = st.chat_input(t("chat.input"), key=keys.CHAT_INPUT, disabled=llm is None)
+typed = st.chat_input(t("chat.input"), key=keys.CHAT_INPUT, disabled=llm is None)
+pending = st.session_state.pop("chat.pending", None)
+question = typed or pending
 if question and llm is not None:
-    messages.append({"role": "user", "content": question})
-    with st.chat_message("user"):
-        st.markdown(question)
+    history = [Turn(m.role, m.content) for m in conversation.messages if m.content]
+    if typed:
+        conversation.messages.append(Message("user", question))
+        with st.chat_message("user"):
+            st.markdown(question)
     with st.chat_message("assistant"):
         try:
-            retriever = KnowledgeRetriever(bases=app.knowledge, kb_names=chosen, k=top_k) if chosen else None
+            kbs = [] if pending else [app.knowledge.get(name) for name in choices.kbs]
+            searcher = app.searcher(choices.reranker) if kbs else None
             with st.spinner(t("chat.searching")):
-                result = answer(question, retriever, llm, lang())
-            reply = st.write_stream(result.tokens)
-            sources = [
-                {
-                    "rank": d.metadata["rank"],
-                    "label": f"{d.metadata['kb']} / {source_label(d)}",
-                    "score": d.metadata["score"],
-                    "text": d.page_content,
-                }
-                for d in result.sources
-            ]
-            if retriever:
-                show_sources(sources)
+                answer = prepare_answer(
+                    question, history[:-1] if pending else history, llm, searcher, kbs, choices.search, choices.answer
+                )
         except AppError as error:
             show_error(error)
+            app.conversations.save(conversation)
         else:
-            messages.append(
-                {"role": "assistant", "content": reply, "sources": sources, "grounded": retriever is not None}
+            message = Message(
+                "assistant",
+                "",
+                source_records(answer),
+                answer.standalone if answer.rewritten else None,
+                answer.grounded,
             )
+            conversation.messages.append(message)
+            if answer.no_match:
+                message.content = t("chat.no_match")
+                app.conversations.save(conversation)
+            elif choices.sources_only:
+                message.content = t("chat.sources_only.done")
+                app.conversations.save(conversation)
+            else:
+                st.button(t("chat.stop"), key=keys.CHAT_STOP, icon=":material/stop:")
+                st.write_stream(streamed(app, conversation, message, answer.stream(llm, **choices.generation)))
+            st.rerun()

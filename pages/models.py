@@ -6,6 +6,7 @@ from core.errors import AppError
 from core.models import memory
 from ui import generation, keys
 from ui.common import services, show_error, t
+from ui.embedding_view import embedding_models
 from ui.models_view import add_model_form, catalog_table, delete_panel, download_panel, load_panel, resident_panel
 
 app = services()
@@ -38,6 +39,9 @@ with st.container(border=True):
 
 with st.expander(t("models.add.header")):
     add_model_form(app)
+
+st.subheader(t("emb.header"))
+embedding_models(app)
 
 resident = app.models.current
 if resident:

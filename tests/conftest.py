@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from core.embeddings.catalog import EmbeddingRegistry
 from core.embeddings.pool import EmbeddingPool
 from core.knowledge import vectors
 from core.knowledge.bases import KnowledgeBases
@@ -40,5 +41,6 @@ def fake_embeddings() -> HashEmbeddings:
 def bases(settings: Settings, fake_embeddings: HashEmbeddings) -> KnowledgeBases:
     """Knowledge bases over a real SQLite file and a real Chroma folder, with fake embeddings."""
     settings.ensure_dirs()
-    pool = EmbeddingPool(builder=lambda spec, batch: fake_embeddings)
+    registry = EmbeddingRegistry(settings.models_dir / "custom_embeddings.json")
+    pool = EmbeddingPool(registry, settings.models_dir, builder=lambda spec, batch, folder: fake_embeddings)
     return KnowledgeBases(Records(settings.db_path), vectors.make_client(settings), pool, settings.data_dir / "sources")

@@ -93,3 +93,40 @@ class GitServer:
                 proc.wait()
 
         return Handler
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run git in ``cwd`` as a test user; returns its output."""
+    out = subprocess.run(
+        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com", "-c", "commit.gpgsign=false", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
+class Upstream:
+    """A working repository that pushes to a bare one the server publishes as ``project.git``."""
+
+    def __init__(self, tmp: Path, server: GitServer):
+        self.work = tmp / "work"
+        self.url = server.url_for("project.git")
+        git(tmp, "init", "-q", "--bare", "-b", "main", str(server.root / "project.git"))
+        git(tmp, "init", "-q", "-b", "main", str(self.work))
+        git(self.work, "remote", "add", "origin", str(server.root / "project.git"))
+
+    def commit(self, files: dict[str, str | None], branch: str = "main") -> str:
+        """Write (or, for None, delete) files, commit, push ``branch``; returns the commit sha."""
+        for rel, text in files.items():
+            path = self.work / rel
+            if text is None:
+                path.unlink()
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text, encoding="utf-8")
+        git(self.work, "add", "-A")
+        git(self.work, "commit", "-q", "-m", "change")
+        git(self.work, "push", "-q", "origin", f"HEAD:refs/heads/{branch}")
+        return git(self.work, "rev-parse", "HEAD")

@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.embeddings.catalog import EMBEDDINGS, embedding_spec
 from core.errors import AppError
 from core.jobs import JobState
 from core.knowledge.records import KnowledgeBase
@@ -42,7 +41,8 @@ def overview(app: Services) -> None:
 
 def create_form(app: Services) -> None:
     """Name, embedding model and chunking of a new knowledge base."""
-    by_key = {e.key: e for e in EMBEDDINGS}
+    pool = app.knowledge.embeddings
+    by_key = {e.key: e for e in pool.registry.all("embedding") if pool.available(e)}
     name = st.text_input(t("kb.create.name"), key=keys.KB_NEW_NAME, max_chars=64)
     embedding = st.selectbox(
         t("kb.create.embedding"),
@@ -94,7 +94,7 @@ def manage(app: Services, kb: KnowledgeBase) -> None:
             size=splitter.chunk_size,
             unit=t(f"kb.unit.{splitter.unit}"),
             overlap=splitter.chunk_overlap,
-            limit=embedding_spec(kb.embedding).max_tokens,
+            limit=app.knowledge.embeddings.registry.get(kb.embedding).max_tokens,
         )
     )
     rename_col, delete_col, _ = st.columns([1, 1, 3])

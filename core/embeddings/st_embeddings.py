@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,17 @@ class SentenceTransformerEmbeddings(Embeddings):
         dtype = torch.float16 if device.startswith("cuda") else (torch.bfloat16 if cpu_has_native_bf16() else None)
         kwargs = {"model_kwargs": {"dtype": dtype}} if dtype else {}
         self._model: Any = SentenceTransformer(source, device=device, **kwargs)
+        # Batches padded to a multiple of 64 tokens come in a handful of shapes, so the CPU
+        # kernels compiled per shape are reused: without it memory grows with every new
+        # length (0.8 GB more per 3,000 chunks) and encoding is a little slower.
+        first = self._model[0]
+        if hasattr(first, "processing_kwargs"):
+            text = {**first.processing_kwargs.get("text", {}), "pad_to_multiple_of": 64}
+            first.processing_kwargs = {**first.processing_kwargs, "text": text}
+        # A fast tokenizer is not safe to share between threads (encoding switches its padding
+        # on and off), and ingestion counts tokens in its reading thread while it embeds.
+        self._counter = copy.deepcopy(self._model.tokenizer)
+        self._counter_lock = threading.Lock()
         self.batch_size = batch_size
         self.query_prefix = query_prefix
         self.passage_prefix = passage_prefix
@@ -61,7 +74,9 @@ class SentenceTransformerEmbeddings(Embeddings):
 
     def count_tokens(self, text: str) -> int:
         """Tokens the model reads for ``text`` as a passage, special tokens included."""
-        return len(self._model.tokenizer(self.passage_prefix + text, add_special_tokens=True)["input_ids"])
+        with self._counter_lock:
+            encoded = self._counter(self.passage_prefix + text, add_special_tokens=True, verbose=False)
+        return len(encoded["input_ids"])
 
     def _encode(self, texts: list[str], prefix: str) -> list[list[float]]:
         vectors = self._model.encode(

@@ -12,7 +12,6 @@ from typing import Any
 
 import pandas as pd
 
-from core.embeddings.catalog import embedding_spec
 from core.embeddings.pool import EmbeddingPool
 from core.errors import InvalidName, KnowledgeBaseExists, KnowledgeBaseNotFound
 from core.knowledge import vectors
@@ -69,7 +68,7 @@ class KnowledgeBases:
     def create(self, name: str, embedding: str, splitter: SplitterSettings) -> KnowledgeBase:
         """A new, empty knowledge base; raises if the name is invalid or taken."""
         name = check_name(name)
-        embedding_spec(embedding)
+        self.embeddings.registry.get(embedding)
         if self.records.kb_by_name(name):
             raise KnowledgeBaseExists(name=name)
         now = time.time()
@@ -111,7 +110,7 @@ class KnowledgeBases:
         copies = sum(_folder_bytes(self.source_folder(s)) for s in self.records.sources(kb.id))
         # Vectors are float32 and the HNSW graph adds about as much again; texts are kept twice
         # (the records and Chroma's documents).
-        size = copies + 2 * counts["text_bytes"] + stored * embedding_spec(kb.embedding).dim * 4 * 2
+        size = copies + 2 * counts["text_bytes"] + stored * self.embeddings.registry.get(kb.embedding).dim * 4 * 2
         return KnowledgeBaseStats(**counts, vectors=stored, size_bytes=size)
 
     def sources(self, kb: KnowledgeBase) -> list[Source]:

@@ -9,8 +9,10 @@ vectors first, then the records, so the records never claim a chunk the store la
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import os
 import queue
 import threading
 import time
@@ -24,6 +26,7 @@ from core.knowledge.reading import UnreadableText
 from core.knowledge.records import ChunkRecord, FileRecord, KnowledgeBase, Source
 from core.knowledge.scanning import FoundFile, SkippedFile, scan_folder
 from core.knowledge.splitting import Piece, embedded_text, split_document
+from core.knowledge.terms import terms
 
 _DONE = object()
 _QUEUE_FILES = 64  # files read ahead of the embedder: bounds memory on any corpus size
@@ -143,6 +146,7 @@ class Ingestion:
         return self.report
 
     def _read_all(self, found: list[FoundFile], manifest: dict[str, FileRecord], out: queue.Queue) -> None:
+        _lower_priority()
         try:
             for file in found:
                 if self._stop.is_set():
@@ -193,6 +197,7 @@ class Ingestion:
                     piece.end_line,
                     piece.heading,
                     piece.text,
+                    " ".join(terms(embedded_text(piece))),
                 )
                 chunks[cid] = (record, piece)
         record = FileRecord(self.source.id, file.path, digest, file.size, len(chunks))
@@ -212,24 +217,30 @@ class Ingestion:
         to_embed = [(c, t) for c, t in candidates if c.id not in present]
         group_bytes = sum(p.record.size for p in pending)
         credited = 0
-        for start in range(0, len(to_embed), self.embed_batch):
-            self._check_cancelled()
-            part = to_embed[start : start + self.embed_batch]
-            texts = [t for _, t in part]
-            # Identical texts (copied READMEs, licence headers) are embedded once.
-            unique = list(dict.fromkeys(texts))
-            vectors = dict(zip(unique, self.embeddings.embed_documents(unique), strict=True))
-            collection.upsert(
-                ids=[c.id for c, _ in part],
-                embeddings=[vectors[t] for t in texts],
-                documents=texts,
-                metadatas=[{"source_id": c.source_id, "path": c.path} for c, _ in part],
-            )
-            self.report.chunks_embedded += len(unique)
-            credit = group_bytes * (start + len(part)) // len(to_embed)
-            self._bytes_done += credit - credited
-            credited = credit
-            self._progress()
+        vectors: dict[str, list[float]] = {}
+        try:
+            for start in range(0, len(to_embed), self.embed_batch):
+                self._check_cancelled()
+                # Identical texts (copied READMEs, licence headers) are embedded once.
+                batch = dict.fromkeys(t for _, t in to_embed[start : start + self.embed_batch])
+                unique = [t for t in batch if t not in vectors]
+                vectors.update(zip(unique, self.embeddings.embed_documents(unique), strict=True))
+                self.report.chunks_embedded += len(unique)
+                credit = group_bytes * min(start + self.embed_batch, len(to_embed)) // len(to_embed)
+                self._bytes_done += credit - credited
+                credited = credit
+                self._progress()
+        finally:
+            # One write per group is cheaper than one per batch; on a cancel, what was embedded
+            # is still written, so the next run does not embed it again.
+            done = [(c, t) for c, t in to_embed if t in vectors]
+            if done:
+                collection.upsert(
+                    ids=[c.id for c, _ in done],
+                    embeddings=[vectors[t] for _, t in done],
+                    documents=[t for _, t in done],
+                    metadatas=[{"source_id": c.source_id, "path": c.path} for c, _ in done],
+                )
         self._bytes_done += group_bytes - credited
         stale = sorted(old_ids - new_ids)
         if stale:
@@ -265,6 +276,12 @@ class Ingestion:
                 chunks_embedded=self.report.chunks_embedded,
                 skipped=len(self.report.skipped),
             )
+
+
+def _lower_priority() -> None:
+    """Let the embedding threads have the CPU first: reading only has to keep ahead of them."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 5)  # Linux: per thread
 
 
 def _put(out: queue.Queue, item: object, stop: threading.Event) -> None:

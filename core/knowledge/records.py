@@ -55,10 +55,20 @@ CREATE TABLE IF NOT EXISTS chunk (
     start_line INTEGER NOT NULL,
     end_line INTEGER NOT NULL,
     heading TEXT NOT NULL DEFAULT '',
-    text TEXT NOT NULL
+    text TEXT NOT NULL,
+    terms TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS chunk_by_file ON chunk (source_id, path, seq);
 CREATE INDEX IF NOT EXISTS chunk_by_kb ON chunk (kb_id);
+-- The keyword (BM25) index: kept in step with the chunk table by triggers, so ingestion
+-- updates it in the same transaction and no question ever rebuilds it.
+CREATE VIRTUAL TABLE IF NOT EXISTS chunk_fts USING fts5(terms, content='chunk', content_rowid='rowid');
+CREATE TRIGGER IF NOT EXISTS chunk_fts_insert AFTER INSERT ON chunk BEGIN
+    INSERT INTO chunk_fts(rowid, terms) VALUES (new.rowid, new.terms);
+END;
+CREATE TRIGGER IF NOT EXISTS chunk_fts_delete AFTER DELETE ON chunk BEGIN
+    INSERT INTO chunk_fts(chunk_fts, rowid, terms) VALUES ('delete', old.rowid, old.terms);
+END;
 """
 
 
@@ -118,6 +128,7 @@ class ChunkRecord:
     end_line: int
     heading: str
     text: str
+    terms: str = ""
 
 
 class Records:
@@ -279,8 +290,7 @@ class Records:
             for record, chunks in files:
                 db.execute("DELETE FROM chunk WHERE source_id = ? AND path = ?", (source_id, record.path))
                 db.executemany(
-                    "INSERT OR REPLACE INTO chunk VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [dataclasses.astuple(c) for c in chunks],
+                    "INSERT INTO chunk VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [dataclasses.astuple(c) for c in chunks]
                 )
                 db.execute(
                     "INSERT OR REPLACE INTO file VALUES (?, ?, ?, ?, ?, ?)",
@@ -309,6 +319,28 @@ class Records:
         with self.connect() as db:
             rows = db.execute(query, params).fetchall()
         return [ChunkRecord(**dict(r)) for r in rows]
+
+    def keyword_search(self, kb_ids: list[str], query: str, limit: int) -> list[tuple[str, float]]:
+        """Chunk ids of ``kb_ids`` matching the FTS5 ``query``, best BM25 first, with their scores
+        (FTS5's bm25(): lower is better).
+        """
+        if not kb_ids or not query:
+            return []
+        marks = ",".join("?" * len(kb_ids))  # only placeholders are formatted into the statement
+        sql = f"""
+            SELECT chunk.id, bm25(chunk_fts) AS score FROM chunk_fts JOIN chunk ON chunk.rowid = chunk_fts.rowid
+            WHERE chunk_fts MATCH ? AND chunk.kb_id IN ({marks}) ORDER BY score LIMIT ?"""  # noqa: S608
+        with self.connect() as db:
+            return [(r[0], r[1]) for r in db.execute(sql, [query, *kb_ids, limit])]
+
+    def kb_of_chunks(self, ids: list[str]) -> dict[str, str]:
+        """The knowledge base id of each chunk id."""
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        with self.connect() as db:
+            rows = db.execute(f"SELECT id, kb_id FROM chunk WHERE id IN ({marks})", ids)  # noqa: S608
+            return {r[0]: r[1] for r in rows}
 
     def chunks_by_id(self, ids: list[str]) -> dict[str, ChunkRecord]:
         """Chunks with the given ids."""

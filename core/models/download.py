@@ -15,13 +15,22 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Protocol
 
 from core.errors import DownloadCorrupt, HubUnreachable, NotEnoughDisk
 from core.jobs import JobContext
 from core.models.hubs import HubClient, RemoteFile
-from core.models.spec import ModelSpec
 
 COMPLETE_MARKER = ".download-complete.json"
+
+
+class Downloadable(Protocol):
+    """What a download needs to know of a catalog row (chat, embedding or reranker model)."""
+
+    name: str
+    revision: str | None
+
+
 # Never needed to load a model with transformers: other runtimes' weights, training leftovers
 # and the original (non-transformers) checkpoints some repositories carry.
 SKIP_PATTERNS = (
@@ -74,7 +83,7 @@ def is_complete(folder: Path) -> bool:
     return (folder / COMPLETE_MARKER).is_file()
 
 
-def download(spec: ModelSpec, client: HubClient, repo_id: str, folder: Path, ctx: JobContext | None = None) -> dict:
+def download(spec: Downloadable, client: HubClient, repo_id: str, folder: Path, ctx: JobContext | None = None) -> dict:
     """Fetch repository ``repo_id`` of ``spec`` from ``client``'s hub into ``folder``."""
     files = select_files(client.list_files(repo_id, spec.revision))
     folder.mkdir(parents=True, exist_ok=True)
@@ -126,7 +135,7 @@ def _part(path: Path) -> Path:
     return path.with_name(path.name + ".part")
 
 
-def _check_disk(spec: ModelSpec, folder: Path, remaining: int) -> None:
+def _check_disk(spec: Downloadable, folder: Path, remaining: int) -> None:
     free = shutil.disk_usage(folder).free
     if free < remaining + _DISK_MARGIN_BYTES:
         raise NotEnoughDisk(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from langchain_core.documents import Document
 
 
@@ -26,3 +28,33 @@ def format_context(docs: list[Document]) -> str:
     Paris.
     """
     return "\n\n".join(f"[{i}] {source_label(doc)}\n{doc.page_content}" for i, doc in enumerate(docs, 1))
+
+
+def snippet(text: str, words: list[str], width: int = 280) -> list[tuple[str, bool]]:
+    """A stretch of ``text`` around the first of ``words`` it contains, cut into pieces that
+    are (or are not) one of the words, for highlighting.
+
+    >>> snippet("LMDeploy 支持 AWQ 量化", ["awq"], width=80)
+    [('LMDeploy 支持 ', False), ('AWQ', True), (' 量化', False)]
+    """
+    lowered = text.lower()
+    hits = [i for i in (lowered.find(w) for w in words if w) if i >= 0]
+    start = max(0, min(hits) - width // 4) if hits else 0
+    window = text[start : start + width]
+    pieces: list[tuple[str, bool]] = []
+    pattern = "|".join(re.escape(w) for w in sorted({w for w in words if w}, key=len, reverse=True))
+    position = 0
+    if pattern:
+        for match in re.finditer(pattern, window, flags=re.IGNORECASE):
+            if match.start() > position:
+                pieces.append((window[position : match.start()], False))
+            pieces.append((match.group(0), True))
+            position = match.end()
+    if position < len(window):
+        pieces.append((window[position:], False))
+    prefix = "…" if start > 0 else ""
+    suffix = "…" if start + width < len(text) else ""
+    if pieces:
+        pieces[0] = (prefix + pieces[0][0], pieces[0][1]) if not pieces[0][1] else pieces[0]
+        pieces[-1] = (pieces[-1][0] + suffix, pieces[-1][1]) if not pieces[-1][1] else pieces[-1]
+    return pieces

@@ -1,8 +1,6 @@
-"""Prompt templates for grounded answers, in one place."""
+"""Prompt templates for grounded answers and question rewriting, in one place."""
 
 from __future__ import annotations
-
-from langchain_core.prompts import ChatPromptTemplate
 
 # The InternLM tutorial's template (InternLM/tutorial, langchain/readme.md), kept verbatim as
 # the baseline the benchmarks compare against.
@@ -16,27 +14,49 @@ QA_SYSTEM_PROMPT_ZH = (
     "如果资料中没有答案，就直接回答“资料中没有找到相关内容”，不要编造。"
     "回答要简明扼要，并在所依据的句子后用 [编号] 标注资料来源，例如 [1]。"
 )
-QA_HUMAN_PROMPT_ZH = "资料：\n{context}\n\n问题：{question}"
-
 QA_SYSTEM_PROMPT_EN = (
     "You are a careful assistant that answers questions from a knowledge base. Answer only from "
     "the numbered sources below, never from other knowledge. If the sources do not contain the "
     'answer, say "The sources do not contain this." and nothing more. Be concise, and cite the '
     "sources you used as [n] after the sentence they support, e.g. [1]."
 )
-QA_HUMAN_PROMPT_EN = "Sources:\n{context}\n\nQuestion: {question}"
+# The user-editable part: where the sources and the question go in the last message.
+QA_TEMPLATE_ZH = "资料：\n{context}\n\n问题：{question}"
+QA_TEMPLATE_EN = "Sources:\n{context}\n\nQuestion: {question}"
+
+CHAT_SYSTEM_PROMPT_ZH = "你是一个乐于助人的助手。回答要准确、简洁。"
+CHAT_SYSTEM_PROMPT_EN = "You are a helpful assistant. Answer accurately and concisely."
+
+CONDENSE_QUESTION_PROMPT_ZH = (
+    "下面是一段对话和一个后续问题。请把后续问题改写成一个独立、完整的问题，使其不看对话也能理解"
+    "（补全其中指代的对象）。只输出改写后的问题，不要回答它。\n\n对话：\n{history}\n\n后续问题：{question}\n\n独立问题："
+)
+CONDENSE_QUESTION_PROMPT_EN = (
+    "Below are a conversation and a follow-up question. Rewrite the follow-up question as a "
+    "standalone question that can be understood without the conversation (spell out what it "
+    "refers to). Write only the rewritten question, in the language of the follow-up question; "
+    "do not answer it.\n\nConversation:\n{history}\n\nFollow-up question: {question}\n\nStandalone question:"
+)
 
 NO_CONTEXT_ZH = "（没有找到相关资料）"
 NO_CONTEXT_EN = "(no relevant sources were found)"
 
 
-def qa_prompt(lang: str) -> ChatPromptTemplate:
-    """The grounded-answer prompt in ``lang`` ("zh" or "en"); variables: context, question."""
-    if lang == "zh":
-        return ChatPromptTemplate.from_messages([("system", QA_SYSTEM_PROMPT_ZH), ("human", QA_HUMAN_PROMPT_ZH)])
-    return ChatPromptTemplate.from_messages([("system", QA_SYSTEM_PROMPT_EN), ("human", QA_HUMAN_PROMPT_EN)])
+def qa_system_prompt(lang: str) -> str:
+    """The grounded-answer instructions in ``lang`` ("zh" or "en")."""
+    return QA_SYSTEM_PROMPT_ZH if lang == "zh" else QA_SYSTEM_PROMPT_EN
 
 
-def seed_prompt() -> ChatPromptTemplate:
-    """The tutorial's single-message prompt, for comparisons."""
-    return ChatPromptTemplate.from_messages([("human", SEED_TEMPLATE_ZH)])
+def qa_template(lang: str) -> str:
+    """The default editable template (variables: ``{context}``, ``{question}``) in ``lang``."""
+    return QA_TEMPLATE_ZH if lang == "zh" else QA_TEMPLATE_EN
+
+
+def chat_system_prompt(lang: str) -> str:
+    """Instructions for chatting without a knowledge base."""
+    return CHAT_SYSTEM_PROMPT_ZH if lang == "zh" else CHAT_SYSTEM_PROMPT_EN
+
+
+def condense_prompt(lang: str) -> str:
+    """The question-rewriting prompt (variables: ``{history}``, ``{question}``) in ``lang``."""
+    return CONDENSE_QUESTION_PROMPT_ZH if lang == "zh" else CONDENSE_QUESTION_PROMPT_EN

@@ -1,4 +1,7 @@
-from tests.app.conftest import wait_for_jobs
+from core.conversations import Message
+from tests.app.conftest import shown, wait_for_jobs
+from ui.chat_view import streamed
+from ui.common import services
 
 
 def _ingested_app(app, folder):
@@ -8,27 +11,95 @@ def _ingested_app(app, folder):
     app.text_input(key="kb.folder").input(str(folder)).run()
     app.button(key="kb.ingest.folder").click().run()
     wait_for_jobs()
-    return app.switch_page("pages/chat.py").run()
-
-
-def test_answer_streams_with_its_sources(app, docs_folder):
-    _ingested_app(app, docs_folder)
+    app.switch_page("pages/chat.py").run()
     app.multiselect(key="chat.kbs").select("docs").run()
-    app.chat_input(key="chat.input").set_value("LMDeploy 支持哪些量化？").run()
+    return app
 
+
+def _ask(app, question):
+    app.chat_input(key="chat.input").set_value(question).run()
+    return app
+
+
+def test_answer_streams_with_its_sources_and_citations(app, docs_folder):
+    _ask(_ingested_app(app, docs_folder), "LMDeploy 支持哪些量化？")
     assert not app.exception
-    assistant = app.chat_message[1]
+    user, assistant = app.chat_message
     assert "canned answer" in assistant.markdown[0].value
-    assert assistant.expander[0].label == "Sources (2)"
-    assert "quant.md:1-3" in assistant.expander[0].markdown[0].value.replace("\\", "")
-    assert "AWQ 4bit" in assistant.expander[0].code[0].value
+    assert "](#src-" in assistant.markdown[0].value  # the [1] citation links to its source
+    sources = assistant.expander[0]
+    assert sources.label == "Sources (2)"
+    first = shown(sources.markdown[0].value)
+    assert "[1] docs / quant.md:1-3" in first and "relevance" in first and "cited" in first
+    assert "AWQ" in shown(sources.markdown[1].value)
 
 
-def test_conversation_stays_on_screen_across_reruns_and_can_be_cleared(app, docs_folder):
-    _ingested_app(app, docs_folder)
-    app.chat_input(key="chat.input").set_value("hello").run()
-    app.chat_input(key="chat.input").set_value("and again").run()
-    app.run()
-    assert [m.name for m in app.chat_message] == ["user", "assistant", "user", "assistant"]
-    app.button(key="chat.clear").click().run()
+def test_conversation_is_saved_and_reloaded_in_a_new_session(app, app_env, docs_folder):
+    _ask(_ingested_app(app, docs_folder), "hello")
+    _ask(app, "and again")
+    from streamlit.testing.v1 import AppTest
+
+    from tests.app.conftest import ENTRY
+
+    fresh = AppTest.from_file(str(ENTRY), default_timeout=60)
+    fresh.session_state["lang"] = "en"
+    fresh.run()
+    fresh.switch_page("pages/chat.py").run()
+    assert [m.name for m in fresh.chat_message] == ["user", "assistant", "user", "assistant"]
+    assert fresh.selectbox(key="chat.conversation").options == ["hello"]
+
+
+def test_new_rename_export_and_delete_conversations(app, docs_folder):
+    _ask(_ingested_app(app, docs_folder), "first question")
+    app.button(key="chat.new").click().run()
     assert len(app.chat_message) == 0
+    _ask(app, "second question")
+    app.text_input(key="chat.rename_title").input("Renamed").run()
+    app.button(key="chat.rename").click().run()
+    assert sorted(app.selectbox(key="chat.conversation").options) == ["Renamed", "first question"]
+    exported = app.get("download_button")[0]
+    assert exported.proto.label == "Export as Markdown"
+    app.button(key="chat.delete_yes").click().run()
+    assert app.selectbox(key="chat.conversation").options == ["first question"]
+
+
+def test_nothing_relevant_offers_to_answer_without_the_knowledge_base(app, docs_folder):
+    _ingested_app(app, docs_folder)
+    app.session_state["chat.threshold"] = 1.0
+    app.run()
+    _ask(app, "What is the weather on Mars?")
+    assistant = app.chat_message[1]
+    assert "Nothing in the selected knowledge bases is relevant enough" in assistant.markdown[0].value
+    app.button(key=next(b.key for b in app.button if b.key and b.key.startswith("chat.answer_anyway"))).click().run()
+    assert [m.name for m in app.chat_message] == ["user", "assistant", "assistant"]
+    assert "canned answer" in app.chat_message[2].markdown[0].value
+
+
+def test_sources_only_mode_shows_sources_without_an_answer(app, docs_folder):
+    _ingested_app(app, docs_folder)
+    app.toggle(key="chat.sources_only").set_value(True).run()
+    _ask(app, "pasta")
+    assistant = app.chat_message[1]
+    assert assistant.markdown[0].value == "Sources only: no answer was generated."
+    assert assistant.expander[0].label.startswith("Sources")
+
+
+def test_feedback_is_stored_with_the_answer(app, docs_folder):
+    _ask(_ingested_app(app, docs_folder), "pasta")
+    conversation_id = app.session_state["chat.conversation"]
+    app.session_state[f"chat.feedback.{conversation_id}.1"] = 0  # thumbs down
+    app.run()
+    assert services().conversations.get(conversation_id).messages[1].feedback == -1
+
+
+def test_a_stopped_answer_keeps_what_was_said_so_far(app_env):
+    conversations = services().conversations
+    conversation = conversations.create()
+    message = Message("assistant", "", sources=[{"rank": 1}], grounded=True)
+    conversation.messages.append(message)
+    reply = streamed(services(), conversation, message, iter(["Partial ", "answer [1] ", "never sent"]))
+    next(reply), next(reply)
+    reply.close()  # what Streamlit does to the stream when the user presses Stop
+    saved = conversations.get(conversation.id).messages[0]
+    assert saved.content == "Partial answer [1]  (stopped)" and saved.stopped
+    assert saved.sources[0]["cited"] is True

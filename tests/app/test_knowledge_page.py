@@ -104,7 +104,7 @@ def test_refresh_after_changes_and_remove_a_source(app, docs_folder):
     app.run()
     assert "1 file(s) ingested, 1 unchanged, 1 removed" in shown(app.success[0].value)
     assert set(app.dataframe[-1].value["File"]) == {"quant.md", "new.md"}
-    [b for b in app.button if b.key and b.key.startswith("kb.remove_source.")][0].click().run()
+    next(b for b in app.button if b.key and b.key.startswith("kb.remove_source.")).click().run()
     assert app.info[-1].value == "No chunks yet. Add a source above."
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from core.embeddings.catalog import embedding_spec
+from core.embeddings.catalog import builtin_embedding
 from core.embeddings.factory import build_embeddings
 
 PASSAGES = [
@@ -20,7 +20,7 @@ PASSAGES = [
     ],
 )
 def test_bundled_models_rank_the_answering_passage_first(key, question, expected):
-    embeddings = build_embeddings(embedding_spec(key))
+    embeddings = build_embeddings(builtin_embedding(key))
     docs = np.array(embeddings.embed_documents(PASSAGES))
     query = np.array(embeddings.embed_query(question))
     assert docs.shape == (3, 384)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import subprocess
 import time
 from pathlib import Path
 
@@ -12,43 +11,7 @@ import pytest
 from core.errors import GitFailed, GitTimeout, InvalidGitRef, InvalidGitUrl
 from core.knowledge import git_source
 from core.knowledge.git_source import Change, check_git_url, clone, head, update
-from tests.git_server import GitServer
-
-
-def _git(cwd: Path, *args: str) -> str:
-    out = subprocess.run(
-        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com", "-c", "commit.gpgsign=false", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return out.stdout.strip()
-
-
-class Upstream:
-    """A working repository that pushes to a bare one the server publishes as ``project.git``."""
-
-    def __init__(self, tmp: Path, server: GitServer):
-        self.work = tmp / "work"
-        self.url = server.url_for("project.git")
-        _git(tmp, "init", "-q", "--bare", "-b", "main", str(server.root / "project.git"))
-        _git(tmp, "init", "-q", "-b", "main", str(self.work))
-        _git(self.work, "remote", "add", "origin", str(server.root / "project.git"))
-
-    def commit(self, files: dict[str, str | None], branch: str = "main") -> str:
-        """Write (or, for None, delete) files, commit, push ``branch``; returns the commit sha."""
-        for rel, text in files.items():
-            path = self.work / rel
-            if text is None:
-                path.unlink()
-            else:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(text, encoding="utf-8")
-        _git(self.work, "add", "-A")
-        _git(self.work, "commit", "-q", "-m", "change")
-        _git(self.work, "push", "-q", "origin", f"HEAD:refs/heads/{branch}")
-        return _git(self.work, "rev-parse", "HEAD")
+from tests.git_server import GitServer, Upstream, git
 
 
 @pytest.fixture
@@ -73,10 +36,10 @@ def _files(root: Path) -> dict[str, str]:
 
 def test_clone_gets_the_default_branch_a_branch_or_a_tag(tmp_path, upstream):
     first = upstream.commit({"README.md": "# v1\n", "docs/guide.md": "指南\n"})
-    _git(upstream.work, "tag", "-a", "v1.0", "-m", "release")
-    _git(upstream.work, "push", "-q", "origin", "v1.0")
+    git(upstream.work, "tag", "-a", "v1.0", "-m", "release")
+    git(upstream.work, "push", "-q", "origin", "v1.0")
     main = upstream.commit({"README.md": "# v2\n"})
-    _git(upstream.work, "checkout", "-q", "-b", "dev")
+    git(upstream.work, "checkout", "-q", "-b", "dev")
     dev = upstream.commit({"dev.md": "work in progress\n"}, branch="dev")
 
     assert clone(upstream.url, tmp_path / "default") == main
@@ -124,19 +87,19 @@ def test_update_reports_added_modified_deleted_and_renamed_files(tmp_path, upstr
 
 def test_update_follows_a_branch_even_when_its_history_is_rewritten(tmp_path, upstream):
     upstream.commit({"a.md": "a\n"})
-    _git(upstream.work, "checkout", "-q", "-b", "dev")
+    git(upstream.work, "checkout", "-q", "-b", "dev")
     before = upstream.commit({"b.md": "b\n"}, branch="dev")
     repo = tmp_path / "clone"
     clone(upstream.url, repo, ref="dev")
-    _git(upstream.work, "checkout", "-q", "--orphan", "rewritten")
-    _git(upstream.work, "rm", "-q", "-r", "--cached", ".")
+    git(upstream.work, "checkout", "-q", "--orphan", "rewritten")
+    git(upstream.work, "rm", "-q", "-r", "--cached", ".")
     for path in ("a.md", "b.md"):
         (upstream.work / path).unlink()
     (upstream.work / "c.md").write_text("c\n")
-    _git(upstream.work, "add", "c.md")
-    _git(upstream.work, "commit", "-q", "-m", "start over")
-    _git(upstream.work, "push", "-q", "-f", "origin", "HEAD:refs/heads/dev")
-    after = _git(upstream.work, "rev-parse", "HEAD")
+    git(upstream.work, "add", "c.md")
+    git(upstream.work, "commit", "-q", "-m", "start over")
+    git(upstream.work, "push", "-q", "-f", "origin", "HEAD:refs/heads/dev")
+    after = git(upstream.work, "rev-parse", "HEAD")
 
     assert update(repo, ref="dev") == (
         before,

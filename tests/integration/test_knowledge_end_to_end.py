@@ -1,7 +1,7 @@
 from core.knowledge.sources import FolderInput
 from core.knowledge.splitting import SplitterSettings
-from core.rag.answer import answer
-from core.rag.retrieval import KnowledgeRetriever
+from core.rag.answer import AnswerSettings, prepare_answer
+from core.rag.retrieval import KnowledgeRetriever, Searcher, SearchSettings
 
 
 def _folder(root):
@@ -34,9 +34,10 @@ def test_ingested_folder_answers_with_the_right_file(real_services, smollm, tmp_
     assert retriever.invoke("How long should pasta boil?")[0].metadata["path"] == "cooking.txt"
 
     llm = real_services.models.chat_model(max_new_tokens=32, temperature=0)
-    result = answer("How long should pasta boil?", retriever, llm, "en")
-    assert result.sources[0].metadata["path"] == "cooking.txt"
-    assert len([piece for piece in result.tokens if piece]) > 1
+    answer = prepare_answer("How long should pasta boil?", [], llm, Searcher(bases), [kb], SearchSettings(k=2),
+                            AnswerSettings(lang="en"))
+    assert answer.hits[0].chunk.path == "cooking.txt"
+    assert len([piece for piece in answer.stream(llm) if piece]) > 1
 
     again = real_services.jobs.wait(real_services.start_ingest(kb, FolderInput(folder)).id, timeout=300)
     assert again.result["chunks_added"] == 0 and again.result["files_unchanged"] == 4

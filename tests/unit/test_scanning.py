@@ -51,3 +51,40 @@ def test_links_pointing_outside_the_folder_are_not_followed(tmp_path):
 
     assert sorted(f.path for f in found) == ["alias.md", "inside.md"]
     assert {s.path: s.reason for s in skipped} == {"leak.txt": "link_outside", "loop/": "link_outside"}
+
+
+def test_gitignore_rules_apply_at_every_level_and_can_be_negated(tmp_path):
+    root = tmp_path / "repo"
+    _write(root, ".gitignore", b"*.log\nbuild/\n!keep.log\n")
+    _write(root, "app.log", b"noise\n")
+    _write(root, "keep.log", b"kept\n")
+    _write(root, "build/out.md", b"# generated\n")
+    _write(root, "docs/.gitignore", b"drafts/\n")
+    _write(root, "docs/drafts/wip.md", b"# wip\n")
+    _write(root, "docs/guide.md", b"# guide\n")
+
+    found, skipped = scan_folder(root, max_bytes=10_000)
+
+    assert [f.path for f in found] == ["docs/guide.md"]  # keep.log is re-included but .log is not read
+    reasons = {s.path: s.reason for s in skipped}
+    assert reasons["app.log"] == "gitignored" and reasons["build/"] == "gitignored"
+    assert reasons["docs/drafts/"] == "gitignored"
+    assert reasons["keep.log"] == "unsupported_type"
+
+
+def test_default_ignore_list_drops_lock_minified_and_tokenizer_files(tmp_path):
+    root = tmp_path / "repo"
+    for name in ["poetry.lock", "package-lock.json", "static/app.min.js", "model/merges.txt", "model/vocab.json",
+                 "api_pb2.py", "README.md"]:
+        _write(root, name, b"content\n")
+    found, skipped = scan_folder(root, max_bytes=10_000)
+    assert [f.path for f in found] == ["README.md"]
+    assert {s.reason for s in skipped} == {"ignored_file"}
+
+
+def test_pdf_and_word_files_are_not_taken_for_binaries(tmp_path):
+    root = tmp_path / "docs"
+    _write(root, "paper.pdf", b"%PDF-1.4\n\x00\x01binary body")
+    _write(root, "notes.docx", b"PK\x03\x04\x00\x00")
+    found, _ = scan_folder(root, max_bytes=10_000)
+    assert [f.path for f in found] == ["notes.docx", "paper.pdf"]

@@ -1,0 +1,130 @@
+"""Conversations kept in the data folder: one JSON file each, written atomically."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from core.errors import ConversationNotFound
+
+_TITLE_CHARS = 40
+
+
+@dataclasses.dataclass
+class Message:
+    """One turn. Answers keep their sources, the question retrieval used, and the user's vote."""
+
+    role: str
+    content: str
+    sources: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    question_used: str | None = None
+    grounded: bool = False
+    stopped: bool = False
+    feedback: int = 0  # 1 thumbs up, -1 thumbs down
+    at: float = dataclasses.field(default_factory=time.time)
+
+
+@dataclasses.dataclass
+class Conversation:
+    """A titled list of messages."""
+
+    id: str
+    title: str
+    created: float
+    updated: float
+    messages: list[Message] = dataclasses.field(default_factory=list)
+
+
+class Conversations:
+    """The conversations of one data folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+        self._folder.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    def all(self) -> list[Conversation]:
+        """Every conversation, most recently changed first (unreadable files are left out)."""
+        found = []
+        for path in self._folder.glob("*.json"):
+            try:
+                found.append(_load(path))
+            except (OSError, ValueError, TypeError):
+                continue
+        return sorted(found, key=lambda c: -c.updated)
+
+    def create(self, title: str = "") -> Conversation:
+        """A new, empty conversation."""
+        now = time.time()
+        conversation = Conversation(uuid.uuid4().hex[:12], title.strip(), now, now)
+        self.save(conversation)
+        return conversation
+
+    def get(self, conversation_id: str) -> Conversation:
+        """The conversation ``conversation_id``; raises :class:`ConversationNotFound`."""
+        path = self._path(conversation_id)
+        try:
+            return _load(path)
+        except (OSError, ValueError, TypeError):
+            raise ConversationNotFound(id=conversation_id) from None
+
+    def save(self, conversation: Conversation) -> None:
+        """Write a conversation; a message's first words become the title of an untitled one."""
+        if not conversation.title and conversation.messages:
+            first = conversation.messages[0].content.strip().replace("\n", " ")
+            conversation.title = first[:_TITLE_CHARS] + ("…" if len(first) > _TITLE_CHARS else "")
+        conversation.updated = time.time()
+        path = self._path(conversation.id)
+        tmp = path.with_suffix(".tmp")
+        with self._lock:
+            tmp.write_text(json.dumps(dataclasses.asdict(conversation), ensure_ascii=False), encoding="utf-8")
+            os.replace(tmp, path)
+
+    def rename(self, conversation_id: str, title: str) -> None:
+        """Give a conversation another title."""
+        conversation = self.get(conversation_id)
+        conversation.title = title.strip() or conversation.title
+        self.save(conversation)
+
+    def delete(self, conversation_id: str) -> None:
+        """Remove a conversation."""
+        self._path(conversation_id).unlink(missing_ok=True)
+
+    def set_feedback(self, conversation_id: str, index: int, value: int) -> None:
+        """Store a thumbs up (1), down (-1) or nothing (0) for message ``index``."""
+        conversation = self.get(conversation_id)
+        conversation.messages[index].feedback = value
+        self.save(conversation)
+
+    def _path(self, conversation_id: str) -> Path:
+        if not conversation_id.isalnum():  # ids are hex; anything else could name another path
+            raise ConversationNotFound(id=conversation_id)
+        return self._folder / f"{conversation_id}.json"
+
+
+def _load(path: Path) -> Conversation:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["messages"] = [Message(**m) for m in data.get("messages", [])]
+    return Conversation(**data)
+
+
+def export_markdown(conversation: Conversation, lang: str = "en") -> str:
+    """The conversation as Markdown, each answer followed by its sources."""
+    you, assistant, sources_label = ("我", "助手", "出处") if lang == "zh" else ("You", "Assistant", "Sources")
+    lines = [f"# {conversation.title or conversation.id}", ""]
+    for message in conversation.messages:
+        lines += [f"**{you if message.role == 'user' else assistant}:**", "", message.content, ""]
+        if message.sources:
+            lines += [f"{sources_label}:", ""]
+            for source in message.sources:
+                where = f"{source['path']}:{source['start_line']}-{source['end_line']}"
+                link = f" <{source['url']}>" if source.get("url") else ""
+                lines.append(f"{source['rank']}. {source['kb']} / {where} (relevance {source['score']:.2f}){link}")
+            lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
