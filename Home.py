@@ -3,13 +3,14 @@
 import streamlit as st
 
 from ui import keys
-from ui.common import lang, t
+from ui.common import ENTRY_RAN, lang, t
 from ui.text import LANGUAGES
 
 st.set_page_config(
     page_title="本地知识库助手 · Local Knowledge Assistant", page_icon=":material/library_books:", layout="wide"
 )
 
+st.session_state[ENTRY_RAN] = True
 # Widgets in the entry file keep their state across pages, so the language switch lives here.
 st.session_state.setdefault(keys.LANG, lang())
 with st.sidebar:

@@ -15,8 +15,9 @@ from ui.chat_view import (
     source_records,
     streamed,
 )
-from ui.common import services, show_error, t
+from ui.common import ensure_entry, services, show_error, t
 
+ensure_entry()
 app = services()
 st.title(t("chat.title"))
 apply_pending_switch()

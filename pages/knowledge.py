@@ -3,9 +3,10 @@
 import streamlit as st
 
 from ui import keys
-from ui.common import services, t
+from ui.common import ensure_entry, services, t
 from ui.knowledge_view import add_source, chunk_browser, create_form, job_panel, manage, overview, sources
 
+ensure_entry()
 app = services()
 st.title(t("kb.title"))
 

@@ -5,10 +5,11 @@ import streamlit as st
 from core.errors import AppError
 from core.models import memory
 from ui import generation, keys
-from ui.common import services, show_error, t
+from ui.common import ensure_entry, services, show_error, t
 from ui.embedding_view import embedding_models
 from ui.models_view import add_model_form, catalog_table, delete_panel, download_panel, load_panel, resident_panel
 
+ensure_entry()
 app = services()
 st.title(t("models.title"))
 

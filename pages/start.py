@@ -2,11 +2,12 @@
 
 import streamlit as st
 
-from ui.common import services, t
+from ui.common import ensure_entry, services, t
 
 st.title(t("app.title"))
 st.write(t("start.intro"))
 
+ensure_entry()
 app = services()
 loaded = app.models.current
 steps = [

@@ -54,15 +54,15 @@ def conversations_sidebar(app: Services, conversation: Conversation) -> None:
         key=keys.CHAT_CONVERSATION,
         format_func=lambda cid: listed[cid].title or t("chat.untitled"),
     )
-    new_col, rename_col, delete_col = st.columns(3)
-    if new_col.button(t("chat.new"), key=keys.CHAT_NEW, icon=":material/add:"):
+    if st.button(t("chat.new"), key=keys.CHAT_NEW, icon=":material/add:", width="stretch"):
         _switch_to(app.conversations.create().id)
-    with rename_col.popover(t("chat.rename"), icon=":material/edit:"):
+    rename_col, delete_col = st.columns(2)
+    with rename_col.popover(t("chat.rename"), icon=":material/edit:", width="stretch"):
         title = st.text_input(t("chat.rename.title"), conversation.title, key=keys.CHAT_RENAME_TITLE)
         if st.button(t("chat.rename.button"), key=keys.CHAT_RENAME):
             app.conversations.rename(conversation.id, title)
             st.rerun()
-    with delete_col.popover(t("chat.delete"), icon=":material/delete:"):
+    with delete_col.popover(t("chat.delete"), icon=":material/delete:", width="stretch"):
         st.write(t("chat.delete.confirm"))
         if st.button(t("chat.delete.yes"), key=keys.CHAT_DELETE_YES, type="primary"):
             app.conversations.delete(conversation.id)
@@ -75,6 +75,7 @@ def conversations_sidebar(app: Services, conversation: Conversation) -> None:
         file_name=f"{conversation.title or conversation.id}.md",
         mime="text/markdown",
         icon=":material/download:",
+        width="stretch",
     )
 
 
@@ -107,7 +108,9 @@ def settings_panel(app: Services, model_defaults: dict) -> ChatChoices:
     names = [kb.name for kb in app.knowledge.all()]
     keep(keys.CHAT_KBS, [])
     st.session_state[keys.CHAT_KBS] = [n for n in st.session_state[keys.CHAT_KBS] if n in names]
-    chosen = st.multiselect(t("chat.kbs"), names, key=keys.CHAT_KBS, help=t("chat.kbs.help"))
+    chosen = st.multiselect(
+        t("chat.kbs"), names, key=keys.CHAT_KBS, help=t("chat.kbs.help"), placeholder=t("chat.kbs.none")
+    )
     with st.expander(t("chat.settings")):
         keep(keys.CHAT_MODE, "hybrid")
         mode = st.selectbox(t("chat.mode"), MODES, key=keys.CHAT_MODE, format_func=lambda m: t(f"chat.mode.{m}"))
@@ -199,7 +202,8 @@ def render_message(app: Services, conversation: Conversation, index: int, messag
     if message.question_used:
         st.caption(plain(t("chat.rewritten", question=message.question_used)))
     if message.grounded:
-        show_sources(message, conversation.id, index)
+        asked = conversation.messages[index - 1].content if index else ""
+        show_sources(message, conversation.id, index, message.question_used or asked)
     feedback_key = f"{keys.CHAT_FEEDBACK}{conversation.id}.{index}"
     if feedback_key not in st.session_state and message.feedback:
         st.session_state[feedback_key] = 1 if message.feedback > 0 else 0

@@ -44,3 +44,18 @@ def plain(text: str) -> str:
 
 
 _MARKDOWN_SPECIALS = frozenset("\\`*_{}[]()#+-.!|<>~$:")
+
+
+ENTRY_RAN = "entry.ran"
+
+
+def ensure_entry() -> None:
+    """Send a page that runs outside ``Home.py``'s navigation through it.
+
+    With a ``pages/`` folder, Streamlit routes a deep link that arrives before the entry file
+    has ever run in this server straight to the page file (its older multipage mode), with no
+    language switch and the wrong menu. ``Home.py`` marks the session; a page that finds no
+    mark goes to ``Home.py``, whose navigation then takes over for good.
+    """
+    if not st.session_state.get(ENTRY_RAN):
+        st.switch_page("Home.py")

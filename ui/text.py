@@ -350,6 +350,7 @@ TEXT: dict[str, dict[str, str]] = {
     "chat.settings": {"en": "Answer settings", "zh": "回答设置"},
     "chat.kbs": {"en": "Knowledge bases to search", "zh": "检索的知识库"},
     "chat.kbs.help": {"en": "Leave empty to chat with the model alone.", "zh": "留空则直接与模型对话，不检索知识库。"},
+    "chat.kbs.none": {"en": "None: chat with the model alone", "zh": "不检索：直接与模型对话"},
     "chat.mode": {"en": "Search", "zh": "检索方式"},
     "chat.mode.hybrid": {"en": "hybrid: meaning + keywords (recommended)", "zh": "混合：语义 + 关键词（推荐）"},
     "chat.mode.dense": {"en": "meaning (vectors)", "zh": "语义（向量）"},

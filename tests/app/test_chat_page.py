@@ -24,7 +24,7 @@ def _ask(app, question):
 def test_answer_streams_with_its_sources_and_citations(app, docs_folder):
     _ask(_ingested_app(app, docs_folder), "LMDeploy 支持哪些量化？")
     assert not app.exception
-    user, assistant = app.chat_message
+    _, assistant = app.chat_message
     assert "canned answer" in assistant.markdown[0].value
     assert "](#src-" in assistant.markdown[0].value  # the [1] citation links to its source
     sources = assistant.expander[0]

@@ -21,14 +21,16 @@ def _run(services, job):
 
 
 def test_git_source_ingests_then_follows_added_changed_and_deleted_files(real_services, upstream):
-    first = upstream.commit({
-        "README.md": "# Project\n\nLMDeploy 支持 AWQ 4bit 权重量化。\n",
-        "docs/serve.md": "# Serving\n\nStart the api_server with one command.\n",
-        "docs/old.md": "# Old\n\nAn old page that will be deleted.\n",
-        "logo.png": "not really a png",
-        ".gitignore": "drafts/\n",
-        "drafts/wip.md": "# Draft\n",
-    })
+    first = upstream.commit(
+        {
+            "README.md": "# Project\n\nLMDeploy 支持 AWQ 4bit 权重量化。\n",
+            "docs/serve.md": "# Serving\n\nStart the api_server with one command.\n",
+            "docs/old.md": "# Old\n\nAn old page that will be deleted.\n",
+            "logo.png": "not really a png",
+            ".gitignore": "drafts/\n",
+            "drafts/wip.md": "# Draft\n",
+        }
+    )
     bases = real_services.knowledge
     kb = bases.create("git docs", "multilingual-e5-small-q4", SplitterSettings())
     result = _run(real_services, real_services.start_ingest(kb, GitInput(upstream.url, "main")))
@@ -43,11 +45,13 @@ def test_git_source_ingests_then_follows_added_changed_and_deleted_files(real_se
     stats = bases.stats(kb)
     assert stats.chunks == stats.vectors == 3
 
-    second = upstream.commit({
-        "docs/serve.md": "# Serving\n\nStart the api_server with one command, then send requests.\n",
-        "docs/old.md": None,
-        "docs/new.md": "# New\n\nA page added later about KV cache int8.\n",
-    })
+    second = upstream.commit(
+        {
+            "docs/serve.md": "# Serving\n\nStart the api_server with one command, then send requests.\n",
+            "docs/old.md": None,
+            "docs/new.md": "# New\n\nA page added later about KV cache int8.\n",
+        }
+    )
     result = _run(real_services, real_services.start_refresh(kb, bases.sources(kb)[0]))
     assert (result["files_ingested"], result["files_unchanged"], result["files_removed"]) == (2, 1, 1)
     assert (result["chunks_added"], result["chunks_removed"]) == (2, 2)

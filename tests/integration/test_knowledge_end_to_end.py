@@ -34,8 +34,9 @@ def test_ingested_folder_answers_with_the_right_file(real_services, smollm, tmp_
     assert retriever.invoke("How long should pasta boil?")[0].metadata["path"] == "cooking.txt"
 
     llm = real_services.models.chat_model(max_new_tokens=32, temperature=0)
-    answer = prepare_answer("How long should pasta boil?", [], llm, Searcher(bases), [kb], SearchSettings(k=2),
-                            AnswerSettings(lang="en"))
+    answer = prepare_answer(
+        "How long should pasta boil?", [], llm, Searcher(bases), [kb], SearchSettings(k=2), AnswerSettings(lang="en")
+    )
     assert answer.hits[0].chunk.path == "cooking.txt"
     assert len([piece for piece in answer.stream(llm) if piece]) > 1
 

@@ -37,9 +37,17 @@ def test_ids_cannot_reach_other_files(tmp_path):
 def test_markdown_export_lists_each_answers_sources(tmp_path):
     store = Conversations(tmp_path)
     conversation = store.create("Quantization")
-    source = {"rank": 1, "kb": "docs", "path": "quant.md", "start_line": 3, "end_line": 9, "score": 0.82,
-              "url": "https://github.com/InternLM/lmdeploy/blob/abc/quant.md#L3-L9"}
+    source = {
+        "rank": 1,
+        "kb": "docs",
+        "path": "quant.md",
+        "start_line": 3,
+        "end_line": 9,
+        "score": 0.82,
+        "url": "https://github.com/InternLM/lmdeploy/blob/abc/quant.md#L3-L9",
+    }
     conversation.messages += [Message("user", "Which?"), Message("assistant", "AWQ [1]", sources=[source])]
     text = export_markdown(conversation)
     assert text.startswith("# Quantization\n")
-    assert "1. docs / quant.md:3-9 (relevance 0.82) <https://github.com/InternLM/lmdeploy/blob/abc/quant.md#L3-L9>" in text
+    link = "<https://github.com/InternLM/lmdeploy/blob/abc/quant.md#L3-L9>"
+    assert f"1. docs / quant.md:3-9 (relevance 0.82) {link}" in text

@@ -1,8 +1,7 @@
+import pytest
 from langchain_core.documents import Document
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
-
-import pytest
 
 from core.errors import InvalidTemplate
 from core.knowledge.ingest import Ingestion
@@ -59,10 +58,11 @@ def test_every_search_mode_finds_the_file_that_answers(bases, kb, mode):
 
 
 def test_relevance_is_the_same_number_in_every_mode(bases, kb):
-    scores = {
-        mode: {h.chunk.id: h.relevance for h in Searcher(bases).search("pasta sauce", [kb], SearchSettings(k=4, mode=mode))}
-        for mode in ["hybrid", "dense", "keyword"]
-    }
+    def relevance(mode):
+        hits = Searcher(bases).search("pasta sauce", [kb], SearchSettings(k=4, mode=mode))
+        return {h.chunk.id: h.relevance for h in hits}
+
+    scores = {mode: relevance(mode) for mode in ["hybrid", "dense", "keyword"]}
     shared = set(scores["hybrid"]) & set(scores["dense"]) & set(scores["keyword"])
     assert shared
     for cid in shared:
@@ -93,8 +93,9 @@ def test_reciprocal_rank_fusion_rewards_agreement():
 
 def test_answer_returns_sources_then_a_grounded_prompt(bases, kb):
     llm = _llm()
-    answer = prepare_answer("lmdeploy 支持哪些量化？", [], llm, Searcher(bases), [kb], SearchSettings(k=2),
-                            AnswerSettings(lang="zh"))
+    answer = prepare_answer(
+        "lmdeploy 支持哪些量化？", [], llm, Searcher(bases), [kb], SearchSettings(k=2), AnswerSettings(lang="zh")
+    )
     assert answer.hits[0].chunk.path == "quant.md" and not answer.rewritten
     pieces = list(answer.stream(llm))
     assert len(pieces) > 1 and "".join(pieces) == "AWQ 和 int8 [1]"
@@ -140,8 +141,15 @@ def test_without_a_knowledge_base_the_question_goes_to_the_model_with_history():
 def test_template_must_keep_its_placeholders(bases, kb):
     with pytest.raises(InvalidTemplate):
         prepare_answer("q", [], _llm(), Searcher(bases), [kb], settings=AnswerSettings(template="only {question}"))
-    custom = prepare_answer("pasta?", [], _llm(), Searcher(bases), [kb], SearchSettings(k=1),
-                            AnswerSettings(lang="en", template="Q: {question}\nCONTEXT:\n{context}"))
+    custom = prepare_answer(
+        "pasta?",
+        [],
+        _llm(),
+        Searcher(bases),
+        [kb],
+        SearchSettings(k=1),
+        AnswerSettings(lang="en", template="Q: {question}\nCONTEXT:\n{context}"),
+    )
     assert custom.messages[-1].content.startswith("Q: pasta?\nCONTEXT:\n[1] cooking.md")
 
 

@@ -74,8 +74,15 @@ def test_gitignore_rules_apply_at_every_level_and_can_be_negated(tmp_path):
 
 def test_default_ignore_list_drops_lock_minified_and_tokenizer_files(tmp_path):
     root = tmp_path / "repo"
-    for name in ["poetry.lock", "package-lock.json", "static/app.min.js", "model/merges.txt", "model/vocab.json",
-                 "api_pb2.py", "README.md"]:
+    for name in [
+        "poetry.lock",
+        "package-lock.json",
+        "static/app.min.js",
+        "model/merges.txt",
+        "model/vocab.json",
+        "api_pb2.py",
+        "README.md",
+    ]:
         _write(root, name, b"content\n")
     found, skipped = scan_folder(root, max_bytes=10_000)
     assert [f.path for f in found] == ["README.md"]

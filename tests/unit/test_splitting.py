@@ -81,14 +81,19 @@ def test_chunk_ids_are_deterministic_and_depend_on_every_input(text, path):
     sig = SplitterSettings().signature()
     same = chunk_id(kb, "src", path, text, sig)
     assert same == chunk_id(kb, "src", path, text, sig)
-    assert len({
-        same,
-        chunk_id(kb, "src2", path, text, sig),
-        chunk_id(kb, "src", path + "x", text, sig),
-        chunk_id(kb, "src", path, text + "x", sig),
-        chunk_id(kb, "src", path, text, SplitterSettings(400).signature()),
-        chunk_id(other_model, "src", path, text, sig),
-    }) == 6
+    assert (
+        len(
+            {
+                same,
+                chunk_id(kb, "src2", path, text, sig),
+                chunk_id(kb, "src", path + "x", text, sig),
+                chunk_id(kb, "src", path, text + "x", sig),
+                chunk_id(kb, "src", path, text, SplitterSettings(400).signature()),
+                chunk_id(other_model, "src", path, text, sig),
+            }
+        )
+        == 6
+    )
 
 
 def test_signature_changes_with_settings():
