@@ -131,6 +131,7 @@ def settings_panel(app: Services, model_defaults: dict) -> ChatChoices:
             format_func=lambda k: t("chat.reranker.none") if k is None else rerankers[k],
             disabled=not rerankers,
             help=None if rerankers else t("chat.reranker.help"),
+            placeholder=t("chat.reranker.none"),
         )
         keep(keys.CHAT_REWRITE, True)
         rewrite = st.toggle(t("chat.rewrite"), key=keys.CHAT_REWRITE, help=t("chat.rewrite.help"))
