@@ -10,7 +10,7 @@ from typing import Any
 from core.conversations import Conversations
 from core.embeddings.catalog import EmbeddingRegistry, EmbeddingSpec
 from core.embeddings.factory import build_reranker
-from core.embeddings.pool import EmbeddingPool
+from core.embeddings.pool import Builder, EmbeddingPool
 from core.errors import FolderNotFound, ModelInUse, RepoNotFound, UnknownModel
 from core.jobs import JobManager, JobState
 from core.knowledge import sources, vectors
@@ -183,9 +183,14 @@ class Services:
 
 
 def build_services(
-    settings: Settings | None = None, hub_client: Callable[[str, str | None], HubClient] = make_client
+    settings: Settings | None = None,
+    hub_client: Callable[[str, str | None], HubClient] = make_client,
+    embedding_builder: Builder | None = None,
 ) -> Services:
-    """Create the services for ``settings`` (the environment's by default)."""
+    """Create the services for ``settings`` (the environment's by default).
+
+    ``hub_client`` and ``embedding_builder`` are where tests and benchmarks put their own.
+    """
     settings = settings or get_settings()
     settings.ensure_dirs()
     catalog = ModelRegistry(settings.models_dir / "custom_models.json")
@@ -196,6 +201,7 @@ def build_services(
             EmbeddingRegistry(settings.models_dir / "custom_embeddings.json"),
             settings.models_dir,
             settings.embed_batch_size,
+            embedding_builder,
         ),
         settings.data_dir / "sources",
     )

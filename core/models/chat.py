@@ -91,9 +91,10 @@ class LocalChatModel(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"model": self.loaded.spec.key, "device": self.loaded.device, **self._sampling()}
+        return {"model": self.loaded.spec.key, "device": self.loaded.device, **self.sampling_parameters()}
 
-    def _sampling(self, **overrides: Any) -> dict[str, Any]:
+    def sampling_parameters(self, **overrides: Any) -> dict[str, Any]:
+        """The generation parameters a call uses: ``overrides``, else this model's, else the row's."""
         defaults = self.loaded.spec.defaults
         params = {
             "max_new_tokens": self.max_new_tokens or defaults.max_new_tokens,
@@ -157,7 +158,7 @@ class LocalChatModel(BaseChatModel):
                 # A tensor, not a bool: no GPU sync inside the compiled decode loop.
                 return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool, device=input_ids.device)
 
-        sampling = self._sampling(**kwargs)
+        sampling = self.sampling_parameters(**kwargs)
         do_sample = sampling["temperature"] > 0
         params: dict[str, Any] = {
             **inputs,

@@ -106,7 +106,12 @@ def test_abandoned_stream_frees_the_model_for_the_next_caller(chat):
 
 
 def test_sampling_parameters_override_catalog_defaults(chat):
-    assert chat._sampling()["max_new_tokens"] == 12
+    assert chat.sampling_parameters()["max_new_tokens"] == 12
     tuned = chat.model_copy(update={"max_new_tokens": 3, "temperature": 0.5})
-    assert tuned._sampling() == {"max_new_tokens": 3, "temperature": 0.5, "top_p": 0.9, "repetition_penalty": 1.0}
+    assert tuned.sampling_parameters() == {
+        "max_new_tokens": 3,
+        "temperature": 0.5,
+        "top_p": 0.9,
+        "repetition_penalty": 1.0,
+    }
     assert tuned._identifying_params["model"] == "tiny"
