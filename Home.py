@@ -21,5 +21,6 @@ pages = [
     st.Page("pages/models.py", title=t("nav.models"), icon=":material/memory:"),
     st.Page("pages/knowledge.py", title=t("nav.knowledge"), icon=":material/library_books:"),
     st.Page("pages/chat.py", title=t("nav.chat"), icon=":material/chat:"),
+    st.Page("pages/evaluate.py", title=t("nav.evaluate"), icon=":material/analytics:"),
 ]
 st.navigation(pages).run()

@@ -193,3 +193,8 @@ class InvalidTemplate(AppError):
 class ConversationNotFound(AppError):
     en = "Conversation {id} no longer exists (it may have been deleted). Pick another or start a new one."
     zh = "对话 {id} 已不存在（可能已被删除）。请选择其他对话或新建一个。"
+
+
+class InvalidQuestionSet(AppError):
+    en = '\'{name}\' cannot be used as a question set: {reason}. Give a CSV with a header row (question, source, answer) or JSONL lines like {{"question": …, "source": …}}.'
+    zh = '“{name}” 不能用作问题集：{reason}。请提供带表头（question、source、answer 或 问题、出处、答案）的 CSV，或每行形如 {{"question": …, "source": …}} 的 JSONL。'

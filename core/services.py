@@ -12,6 +12,7 @@ from core.embeddings.catalog import EmbeddingRegistry, EmbeddingSpec
 from core.embeddings.factory import build_reranker
 from core.embeddings.pool import Builder, EmbeddingPool
 from core.errors import FolderNotFound, ModelInUse, RepoNotFound, UnknownModel
+from core.evaluation import EvalSettings, EvaluationStore, Question, draft_questions, run_evaluation
 from core.jobs import JobManager, JobState
 from core.knowledge import sources, vectors
 from core.knowledge.bases import KnowledgeBases
@@ -47,6 +48,7 @@ class Services:
     models: ModelManager
     knowledge: KnowledgeBases
     conversations: Conversations
+    evaluations: EvaluationStore
     hub_client: Callable[[str, str | None], HubClient] = make_client
     _rerankers: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -138,6 +140,31 @@ class Services:
 
         return self.jobs.submit("preview", f"kb:{kb.id}", kb.name, work)
 
+    def start_evaluation(
+        self, kb: KnowledgeBase, questions: list[Question], settings: EvalSettings, question_set: str
+    ) -> JobState:
+        """Evaluate ``kb`` with ``questions`` in the background; the run is kept when it ends."""
+        llm = self.models.chat_model() if settings.answers else None
+
+        def work(ctx):
+            searcher = self.searcher(settings.reranker)
+            run = run_evaluation(searcher, kb, questions, settings, llm, question_set, ctx)
+            self.evaluations.save_run(run)
+            return {"run": run.id, **run.metrics}
+
+        return self.jobs.submit("evaluate", f"kb:{kb.id}", kb.name, work)
+
+    def start_drafting(self, kb: KnowledgeBase, count: int) -> JobState:
+        """Have the loaded chat model draft ``count`` questions from random chunks of ``kb``."""
+        llm = self.models.chat_model(temperature=0.0)
+
+        def work(ctx):
+            ctx.progress(message="draft")
+            drafted = draft_questions(llm, self.knowledge.records.chunks(kb.id), count)
+            return {"questions": [dataclasses.asdict(q) for q in drafted]}
+
+        return self.jobs.submit("draft", f"kb:{kb.id}", kb.name, work)
+
     def start_load(self, key: str, options: LoadOptions | None = None) -> JobState:
         """Load chat model ``key`` in the background (one load at a time)."""
         spec = self.catalog.get(key)
@@ -212,5 +239,6 @@ def build_services(
         models=ModelManager(settings, catalog),
         knowledge=knowledge,
         conversations=Conversations(settings.data_dir / "conversations"),
+        evaluations=EvaluationStore(settings.data_dir / "evaluations"),
         hub_client=hub_client,
     )

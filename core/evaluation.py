@@ -1,0 +1,254 @@
+"""Measure retrieval (and answers) on a knowledge base with the user's own questions.
+
+A question set lists questions with the file that should be found and/or the answer that
+should be given. It comes from a CSV or JSONL file, or is drafted by the chat model from
+random chunks for the user to review. A run records, per question, what was retrieved and
+how long each stage took; runs are kept so settings can be compared side by side.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import os
+import random
+import statistics
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import HumanMessage
+
+from core.errors import InvalidQuestionSet
+from core.jobs import JobContext
+from core.knowledge.records import ChunkRecord, KnowledgeBase
+from core.rag.answer import AnswerSettings, cited_numbers, prepare_answer
+from core.rag.retrieval import Searcher, SearchSettings
+
+# Column names users write, in English and Chinese.
+_QUESTION = ("question", "query", "问题")
+_SOURCE = ("source", "expected_source", "file", "path", "出处", "来源", "文件")
+_ANSWER = ("answer", "expected_answer", "reference", "答案", "参考答案")
+
+DRAFT_PROMPT = (
+    "Write one question that the passage below answers, in the passage's language. "
+    "Write only the question.\n\nPassage:\n{passage}\n\nQuestion:"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Question:
+    """A question, the file that should be retrieved for it, and the answer it should get."""
+
+    question: str
+    source: str = ""
+    answer: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSettings:
+    """What a run measures with."""
+
+    mode: str = "hybrid"
+    k: int = 4
+    threshold: float = 0.0
+    reranker: str | None = None
+    answers: bool = False
+
+
+@dataclasses.dataclass
+class EvalRun:
+    """One evaluation: settings, summary figures and a row per question."""
+
+    id: str
+    kb: str
+    question_set: str
+    settings: dict[str, Any]
+    started: float
+    metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+
+def parse_question_set(name: str, data: bytes) -> list[Question]:
+    """Questions from a CSV (with a header row) or JSONL file; raises :class:`InvalidQuestionSet`."""
+    from core.knowledge.reading import UnreadableText, decode
+
+    try:
+        text, _ = decode(data)
+    except UnreadableText:
+        raise InvalidQuestionSet(name=name, reason="it is not a text file") from None
+    rows: list[dict[str, Any]]
+    if name.lower().endswith((".jsonl", ".json")):
+        try:
+            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except ValueError as exc:
+            raise InvalidQuestionSet(name=name, reason=f"a line is not JSON ({exc})") from None
+    else:
+        rows = list(csv.DictReader(io.StringIO(text)))
+    questions = []
+    for row in rows:
+        if not isinstance(row, dict):
+            raise InvalidQuestionSet(name=name, reason="each line must be a JSON object")
+        fields = {str(k).strip().lower(): str(v or "").strip() for k, v in row.items() if k is not None}
+        question = _pick(fields, _QUESTION)
+        if question:
+            questions.append(Question(question, _pick(fields, _SOURCE), _pick(fields, _ANSWER)))
+    if not questions:
+        raise InvalidQuestionSet(name=name, reason="no row has a 'question' (问题) column")
+    return questions
+
+
+def _pick(fields: dict[str, str], names: tuple[str, ...]) -> str:
+    return next((fields[n] for n in names if fields.get(n)), "")
+
+
+def draft_questions(llm: BaseChatModel, chunks: list[ChunkRecord], count: int, seed: int = 0) -> list[Question]:
+    """Questions the chat model writes for random chunks; each expects its chunk's file."""
+    picked = random.Random(seed).sample(chunks, min(count, len(chunks)))
+    drafted = []
+    for chunk in picked:
+        reply = llm.invoke(
+            [HumanMessage(DRAFT_PROMPT.replace("{passage}", chunk.text[:1500]))], temperature=0.0, max_new_tokens=64
+        ).text
+        line = next((s.strip() for s in reply.splitlines() if s.strip()), "")
+        if line:
+            drafted.append(Question(line, chunk.path, ""))
+    return drafted
+
+
+def matches(path: str, expected: str) -> bool:
+    """Whether a retrieved file is the expected one (a full path, or its last part).
+
+    >>> matches("docs/zh_cn/quant/w4a16.md", "w4a16.md"), matches("a/b.md", "c.md")
+    (True, False)
+    """
+    expected = expected.strip().lstrip("./")
+    return bool(expected) and (path == expected or path.endswith("/" + expected) or path.endswith(expected))
+
+
+def run_evaluation(
+    searcher: Searcher,
+    kb: KnowledgeBase,
+    questions: list[Question],
+    settings: EvalSettings,
+    llm: BaseChatModel | None = None,
+    question_set: str = "",
+    ctx: JobContext | None = None,
+) -> EvalRun:
+    """Ask every question; retrieval always, answers too when ``settings.answers`` and ``llm``."""
+    run = EvalRun(uuid.uuid4().hex[:12], kb.name, question_set, dataclasses.asdict(settings), time.time())
+    search = SearchSettings(
+        k=settings.k, mode=settings.mode, threshold=settings.threshold, rerank=settings.reranker is not None
+    )
+    answering = AnswerSettings(lang="zh", rewrite=False)
+    for index, item in enumerate(questions):
+        if ctx:
+            ctx.check_cancelled()
+            ctx.progress(done=index, total=len(questions), unit="questions")
+        started = time.perf_counter()
+        prepared = prepare_answer(item.question, [], llm, searcher, [kb], search, answering)
+        retrieve_ms = (time.perf_counter() - started) * 1000
+        paths = [hit.chunk.path for hit in prepared.hits]
+        rank = next((hit.rank for hit in prepared.hits if matches(hit.chunk.path, item.source)), None)
+        row: dict[str, Any] = {
+            "question": item.question,
+            "expected_source": item.source,
+            "expected_answer": item.answer,
+            "retrieved": paths,
+            "rank": rank,
+            "hit": rank is not None,
+            "retrieve_ms": round(retrieve_ms, 1),
+        }
+        if settings.answers and llm is not None:
+            started = time.perf_counter()
+            reply = "".join(prepared.stream(llm))
+            cited = [prepared.hits[n - 1].chunk.path for n in cited_numbers(reply, len(prepared.hits))]
+            row.update(
+                answer=reply,
+                generate_ms=round((time.perf_counter() - started) * 1000, 1),
+                cited=cited,
+                cited_hit=any(matches(p, item.source) for p in cited) if item.source else None,
+                contains_answer=item.answer.lower() in reply.lower() if item.answer else None,
+            )
+        run.rows.append(row)
+    run.metrics = summarize(run.rows, settings.k)
+    if ctx:
+        ctx.progress(done=len(questions), total=len(questions))
+    return run
+
+
+def summarize(rows: list[dict[str, Any]], k: int) -> dict[str, float]:
+    """recall@k and MRR over questions with an expected file; citation hit rate, answer
+    containment and median latency per stage where measured.
+
+    >>> summarize([{"expected_source": "a", "rank": 1, "retrieve_ms": 10}, {"expected_source": "b", "rank": None,
+    ...            "retrieve_ms": 30}], 4)
+    {'questions': 2, 'recall_at_k': 0.5, 'mrr': 0.5, 'retrieve_ms_p50': 20.0}
+    """
+    metrics: dict[str, float] = {"questions": len(rows)}
+    judged = [r for r in rows if r.get("expected_source")]
+    if judged:
+        metrics["recall_at_k"] = round(sum(r["rank"] is not None for r in judged) / len(judged), 4)
+        metrics["mrr"] = round(sum(1 / r["rank"] for r in judged if r["rank"]) / len(judged), 4)
+    for key, name in (("cited_hit", "citation_hit_rate"), ("contains_answer", "answer_containment")):
+        values = [r[key] for r in rows if r.get(key) is not None]
+        if values:
+            metrics[name] = round(sum(values) / len(values), 4)
+    for stage in ("retrieve_ms", "generate_ms"):
+        values = [r[stage] for r in rows if stage in r]
+        if values:
+            metrics[f"{stage}_p50"] = round(statistics.median(values), 1)
+    return metrics
+
+
+class EvaluationStore:
+    """Question sets and runs, kept as JSON in the data folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self._sets = folder / "question_sets"
+        self._runs = folder / "runs"
+        self._sets.mkdir(parents=True, exist_ok=True)
+        self._runs.mkdir(parents=True, exist_ok=True)
+
+    def save_set(self, name: str, questions: list[Question]) -> None:
+        """Keep a question set under ``name``."""
+        _write(
+            self._sets / f"{_file_name(name)}.json",
+            {"name": name, "questions": [dataclasses.asdict(q) for q in questions]},
+        )
+
+    def sets(self) -> dict[str, list[Question]]:
+        """Every saved question set, by name."""
+        found = {}
+        for path in sorted(self._sets.glob("*.json")):
+            data = json.loads(path.read_text(encoding="utf-8"))
+            found[data["name"]] = [Question(**q) for q in data["questions"]]
+        return found
+
+    def save_run(self, run: EvalRun) -> None:
+        """Keep a finished run."""
+        _write(self._runs / f"{run.id}.json", dataclasses.asdict(run))
+
+    def runs(self) -> list[EvalRun]:
+        """Every kept run, newest first."""
+        runs = [EvalRun(**json.loads(p.read_text(encoding="utf-8"))) for p in self._runs.glob("*.json")]
+        return sorted(runs, key=lambda r: -r.started)
+
+    def delete_run(self, run_id: str) -> None:
+        """Forget a run."""
+        if run_id.isalnum():
+            (self._runs / f"{run_id}.json").unlink(missing_ok=True)
+
+
+def _file_name(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)[:80] or "questions"
+
+
+def _write(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)

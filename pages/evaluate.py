@@ -1,0 +1,42 @@
+"""Evaluate page: measure retrieval on a knowledge base with your own questions, compare runs."""
+
+import streamlit as st
+
+from core.errors import AppError
+from ui import keys
+from ui.common import ensure_entry, services, show_error, t
+from ui.evaluate_view import compare, job_panel, question_set, settings_form, show_run
+
+ensure_entry()
+app = services()
+st.title(t("eval.title"))
+st.write(t("eval.intro"))
+
+names = [kb.name for kb in app.knowledge.all()]
+if not names:
+    st.info(t("eval.none"))
+    st.stop()
+kb = app.knowledge.get(st.selectbox(t("eval.kb"), names, key=keys.EVAL_KB))
+job = app.jobs.latest(f"kb:{kb.id}")
+busy = bool(job and job.active)
+
+st.subheader(t("eval.set.header"))
+set_name, questions = question_set(app, kb, job)
+
+st.subheader(t("eval.settings"))
+settings = settings_form(app)
+if st.button(t("eval.run"), key=keys.EVAL_RUN, type="primary", disabled=busy or not questions):
+    try:
+        app.start_evaluation(kb, questions, settings, set_name)
+    except AppError as error:
+        show_error(error)
+    else:
+        st.rerun()
+job_panel(app, kb, job)
+
+if job and job.kind == "evaluate" and job.status == "done":
+    st.subheader(t("eval.result.header"))
+    show_run(next(r for r in app.evaluations.runs() if r.id == job.result["run"]))
+
+st.subheader(t("eval.history.header"))
+compare(app)
