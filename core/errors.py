@@ -198,3 +198,27 @@ class ConversationNotFound(AppError):
 class InvalidQuestionSet(AppError):
     en = '\'{name}\' cannot be used as a question set: {reason}. Give a CSV with a header row (question, source, answer) or JSONL lines like {{"question": …, "source": …}}.'
     zh = '“{name}” 不能用作问题集：{reason}。请提供带表头（question、source、answer 或 问题、出处、答案）的 CSV，或每行形如 {{"question": …, "source": …}} 的 JSONL。'
+
+
+class ModelOutOfMemory(AppError):
+    en = (
+        "There is not enough memory to load {name} (it needs about {needed}). Unload other models, close other "
+        "programs, load it in 8-bit or 4-bit, or choose a smaller model."
+    )
+    zh = "内存不足，无法加载 {name}（约需 {needed}）。请卸载其他模型、关闭其他程序、改用 8 位/4 位加载，或选择更小的模型。"
+
+
+class StoreDamaged(AppError):
+    en = (
+        "The knowledge store is damaged ({detail}). Rebuild it from its sources with “Repair” on the Knowledge page; "
+        "your own folders and repositories are not touched."
+    )
+    zh = "知识库存储已损坏（{detail}）。请在“知识库”页面点击“修复”，从来源重新建立；您本机的文件夹和仓库不会被改动。"
+
+
+class RecordsDamaged(AppError):
+    en = (
+        "The knowledge-base records in {path} cannot be read ({detail}). The app moved the file aside to {backup} "
+        "and started empty; create the knowledge bases again (your folders are not touched)."
+    )
+    zh = "无法读取 {path} 中的知识库记录（{detail}）。已将其移至 {backup} 并以空记录启动；请重新创建知识库（您的文件夹不会被改动）。"

@@ -96,6 +96,30 @@ class Services:
         """Ingest a source again: only new and changed files are embedded, removed ones dropped."""
         return self._ingest_job(kb, source.location, lambda: sources.refresh(self.knowledge, source))
 
+    def start_rebuild(self, kb: KnowledgeBase) -> JobState:
+        """Repair a damaged knowledge base: drop its vectors, then ingest every source again."""
+        settings = self.settings
+
+        def work(ctx):
+            self.knowledge.repair(kb)
+            added = 0
+            for source in self.knowledge.sources(kb):
+                ready = sources.refresh(self.knowledge, source)
+                report = Ingestion(
+                    self.knowledge,
+                    kb,
+                    ready.source,
+                    ready.root,
+                    int(settings.max_file_mb * 1e6),
+                    settings.embed_batch_size,
+                    ctx,
+                ).run()
+                self.knowledge.records.mark_source_updated(ready.source.id, ready.commit)
+                added += report.chunks_added
+            return {"chunks_added": added, "source": kb.name, "rebuilt": True}
+
+        return self.jobs.submit("rebuild", f"kb:{kb.id}", kb.name, work)
+
     def _ingest_job(self, kb: KnowledgeBase, label: str, prepare: Callable[[], sources.Prepared]) -> JobState:
         settings = self.settings
 

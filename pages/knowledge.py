@@ -4,7 +4,7 @@ import streamlit as st
 
 from ui import keys
 from ui.common import ensure_entry, services, t
-from ui.knowledge_view import add_source, chunk_browser, create_form, job_panel, manage, overview, sources
+from ui.knowledge_view import add_source, chunk_browser, create_form, health, job_panel, manage, overview, sources
 
 ensure_entry()
 app = services()
@@ -26,10 +26,11 @@ if not names:
 
 picked = st.selectbox(t("kb.pick"), names, key=keys.KB_PICK)
 kb = app.knowledge.get(picked)
-manage(app, kb)
-
 job = app.jobs.latest(f"kb:{kb.id}")
 busy = bool(job and job.active)
+health(app, kb, busy)
+manage(app, kb)
+
 st.subheader(t("kb.sources.header"))
 sources(app, kb, busy)
 with st.expander(t("kb.add.header"), expanded=not app.knowledge.sources(kb)):

@@ -74,6 +74,22 @@ def create_form(app: Services) -> None:
             st.rerun()
 
 
+def health(app: Services, kb: KnowledgeBase, busy: bool) -> None:
+    """Damage found in the records or the vector store, with the way to repair it."""
+    if app.knowledge.records.recovered:
+        st.warning(app.knowledge.records.recovered.message(lang()), icon="⚠️")
+    try:
+        check = app.knowledge.verify(kb)
+    except AppError as error:
+        show_error(error)
+        check = {"missing": 1, "chunks": 0}
+    if check["missing"]:
+        if check["chunks"]:
+            st.error(t("kb.damaged", missing=check["missing"], chunks=check["chunks"]), icon="⚠️")
+        if st.button(t("kb.repair"), key=keys.KB_REPAIR, disabled=busy, type="primary"):
+            _start(lambda: app.start_rebuild(kb))
+
+
 def manage(app: Services, kb: KnowledgeBase) -> None:
     """Figures, settings, rename and delete of one knowledge base."""
     stats = app.knowledge.stats(kb)
@@ -185,6 +201,8 @@ def job_panel(app: Services, kb: KnowledgeBase, job: JobState | None) -> None:
         st.warning(t(f"kb.ingest.{job.status}"))
     elif job.kind == "ingest":
         _ingest_result(job)
+    elif job.kind == "rebuild" and first_sight(job):
+        st.success(t("kb.rebuilt", chunks_added=job.result["chunks_added"]))
     elif job.kind == "preview":
         _preview_result(kb, job.result)
 

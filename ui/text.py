@@ -207,6 +207,15 @@ TEXT: dict[str, dict[str, str]] = {
         "en": "Chunks of {size} {unit}, {overlap} shared with the next; the model reads up to {limit} tokens.",
         "zh": "片段大小 {size} {unit}，相邻重叠 {overlap}；模型最多读取 {limit} 个词元。",
     },
+    "kb.damaged": {
+        "en": "{missing} of {chunks} chunks have lost their vectors, so search cannot find them.",
+        "zh": "{chunks} 个片段中有 {missing} 个丢失了向量，检索无法找到它们。",
+    },
+    "kb.repair": {"en": "Repair (ingest the sources again)", "zh": "修复（重新导入全部来源）"},
+    "kb.rebuilt": {
+        "en": "Repaired: {chunks_added} chunks embedded again.",
+        "zh": "已修复：重新向量化 {chunks_added} 个片段。",
+    },
     "kb.rename": {"en": "Rename", "zh": "重命名"},
     "kb.rename.name": {"en": "New name", "zh": "新名称"},
     "kb.rename.button": {"en": "Save name", "zh": "保存名称"},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
 import time
@@ -13,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from core.embeddings.pool import EmbeddingPool
-from core.errors import InvalidName, KnowledgeBaseExists, KnowledgeBaseNotFound
+from core.errors import InvalidName, KnowledgeBaseExists, KnowledgeBaseNotFound, StoreDamaged
 from core.knowledge import vectors
 from core.knowledge.records import ChunkRecord, KnowledgeBase, Records, Source
 from core.knowledge.splitting import SplitterSettings
@@ -112,6 +113,28 @@ class KnowledgeBases:
         # (the records and Chroma's documents).
         size = copies + 2 * counts["text_bytes"] + stored * self.embeddings.registry.get(kb.embedding).dim * 4 * 2
         return KnowledgeBaseStats(**counts, vectors=stored, size_bytes=size)
+
+    def verify(self, kb: KnowledgeBase) -> dict[str, int]:
+        """Compare the records with the vector store: chunks without a vector make the knowledge
+        base damaged; vectors without a record are leftovers of an interrupted run.
+        """
+        recorded = set(self.records.chunk_ids_of_kb(kb.id))
+        stored = vectors.stored_ids(self.client, kb.collection)
+        return {
+            "chunks": len(recorded),
+            "vectors": len(stored),
+            "missing": len(recorded - stored),
+            "leftover": len(stored - recorded),
+        }
+
+    def repair(self, kb: KnowledgeBase) -> None:
+        """Throw the vectors away and forget what was ingested; ingesting the sources again then
+        rebuilds the knowledge base (sources and settings are kept).
+        """
+        # A collection too damaged to drop is overwritten: the rebuilt vectors keep their ids.
+        with contextlib.suppress(StoreDamaged):
+            vectors.drop_collection(self.client, kb.collection)
+        self.records.forget_files(kb.id)
 
     def sources(self, kb: KnowledgeBase) -> list[Source]:
         """The sources of ``kb``, oldest first."""

@@ -10,11 +10,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from core.errors import RecordsDamaged
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kb (
@@ -136,11 +139,28 @@ class Records:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.recovered: RecordsDamaged | None = None
         path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._open()
+        except sqlite3.DatabaseError as exc:
+            # A damaged file would stop every page; keep it for inspection and start afresh.
+            backup = path.with_name(f"{path.name}.damaged-{int(time.time())}")
+            for suffix in ("", "-wal", "-shm"):
+                damaged = Path(f"{path}{suffix}")
+                if damaged.exists():
+                    os.replace(damaged, Path(f"{backup}{suffix}"))
+            self.recovered = RecordsDamaged(path=str(path), backup=str(backup), detail=str(exc))
+            self._open()
+
+    def _open(self) -> None:
         db = sqlite3.connect(self.path, timeout=30)
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
+            problem = db.execute("PRAGMA quick_check").fetchone()[0]
+            if problem != "ok":
+                raise sqlite3.DatabaseError(problem)
         finally:
             db.close()
 
@@ -253,6 +273,19 @@ class Records:
         """Forget a source with its files and chunks."""
         with self.connect() as db:
             db.execute("DELETE FROM source WHERE id = ?", (source_id,))
+
+    def chunk_ids_of_kb(self, kb_id: str) -> list[str]:
+        """Ids of every stored chunk of a knowledge base."""
+        with self.connect() as db:
+            return [r[0] for r in db.execute("SELECT id FROM chunk WHERE kb_id = ?", (kb_id,))]
+
+    def forget_files(self, kb_id: str) -> None:
+        """Forget which files a knowledge base has ingested (and their chunks), keeping its
+        sources, so the next ingestion reads and embeds everything again.
+        """
+        with self.connect() as db:
+            db.execute("DELETE FROM chunk WHERE kb_id = ?", (kb_id,))
+            db.execute("DELETE FROM file WHERE source_id IN (SELECT id FROM source WHERE kb_id = ?)", (kb_id,))
 
     def chunk_ids_of_source(self, source_id: str) -> list[str]:
         """Ids of every stored chunk of a source."""

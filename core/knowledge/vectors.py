@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+from collections.abc import Iterator
 from typing import Any
 
 from langchain_core.embeddings import Embeddings
 
+from core.errors import StoreDamaged
 from core.settings import Settings
 
 
@@ -50,12 +54,33 @@ def open_store(client: Any, collection: str, embeddings: Embeddings, embedding_k
 
 def drop_collection(client: Any, collection: str) -> None:
     """Delete a knowledge base's vectors, if there are any."""
-    if collection in {c.name for c in client.list_collections()}:
-        client.delete_collection(collection)
+    with damage_reported():
+        if collection in {c.name for c in client.list_collections()}:
+            client.delete_collection(collection)
 
 
 def count(client: Any, collection: str) -> int:
     """Number of vectors in a collection (0 when it does not exist)."""
-    if collection not in {c.name for c in client.list_collections()}:
-        return 0
-    return client.get_collection(collection).count()
+    with damage_reported():
+        if collection not in {c.name for c in client.list_collections()}:
+            return 0
+        return client.get_collection(collection).count()
+
+
+def stored_ids(client: Any, collection: str) -> set[str]:
+    """Ids of every vector in a collection."""
+    with damage_reported():
+        if collection not in {c.name for c in client.list_collections()}:
+            return set()
+        return set(client.get_collection(collection).get(include=[])["ids"])
+
+
+@contextlib.contextmanager
+def damage_reported() -> Iterator[None]:
+    """Turn a failure inside the vector store into :class:`StoreDamaged`, which says how to repair."""
+    import chromadb.errors
+
+    try:
+        yield
+    except (chromadb.errors.ChromaError, sqlite3.DatabaseError, OSError) as exc:
+        raise StoreDamaged(detail=f"{type(exc).__name__}: {str(exc)[:200]}") from exc

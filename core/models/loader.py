@@ -11,7 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from core.errors import EmbeddedModelMissing, ModelLoadFailed, ModelNotDownloaded, RemoteCodeNotAllowed
+from core.errors import (
+    EmbeddedModelMissing,
+    ModelLoadFailed,
+    ModelNotDownloaded,
+    ModelOutOfMemory,
+    RemoteCodeNotAllowed,
+)
 from core.models import download, embedded
 from core.models.engine import Engine
 from core.models.prompt_formats import PROMPT_FORMATS
@@ -138,9 +144,12 @@ def load(spec: ModelSpec, settings: Settings, options: LoadOptions, progress: Pr
     report("weights")
     try:
         model, tokenizer = _from_folder(folder, spec, device, dtype, options)
-    except (OSError, ValueError, RuntimeError, ImportError, KeyError) as exc:
-        gc.collect()
-        raise ModelLoadFailed(name=spec.name, detail=_short(exc)) from exc
+    except (MemoryError, torch_out_of_memory()) as exc:
+        release_memory()
+        raise ModelOutOfMemory(name=spec.name, needed=f"{spec.mem_bf16_gb} GB") from exc
+    except Exception as exc:
+        release_memory()
+        raise ModelLoadFailed(name=spec.name, detail=f"{type(exc).__name__}: {_short(exc)}") from exc
     _install_prompt_format(tokenizer, spec)
     engine = Engine(model, fast=options.fast_generation)
     engine.warm_up(model.config.vocab_size, report)
@@ -191,13 +200,25 @@ def _install_prompt_format(tokenizer: Any, spec: ModelSpec) -> None:
         )
 
 
-def release(loaded: LoadedModel) -> None:
-    """Drop the model's tensors and give their memory back to the system."""
+def torch_out_of_memory() -> type[BaseException]:
+    """The exception torch raises when a GPU runs out of memory."""
     import torch
 
+    return torch.OutOfMemoryError
+
+
+def release(loaded: LoadedModel) -> None:
+    """Drop the model's tensors and give their memory back to the system."""
     if loaded.engine:
         loaded.engine.close()
     loaded.engine = loaded.model = loaded.tokenizer = None
+    release_memory()
+
+
+def release_memory() -> None:
+    """Collect garbage and hand freed memory back (GPU cache, glibc heap)."""
+    import torch
+
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

@@ -1,0 +1,85 @@
+"""A small Hugging Face-compatible hub on 127.0.0.1 for tests: the model-info API and file
+downloads with HTTP Range, sending slowly on request so a download can be interrupted."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+_RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)$")
+
+
+class HubServer:
+    """Serves ``files`` (path -> bytes) as repository ``repo``; ``delay`` seconds per 64 KiB sent."""
+
+    def __init__(self, repo: str, files: dict[str, bytes], delay: float = 0.0) -> None:
+        self.repo = repo
+        self.files = files
+        self.delay = delay
+        self.ranges: list[str | None] = []
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> HubServer:
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _info(self) -> dict:
+        siblings = []
+        for path, data in self.files.items():
+            sibling = {"rfilename": path, "size": len(data)}
+            if len(data) > 1000:  # large files are LFS files, with a SHA-256
+                sibling["lfs"] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "pointerSize": 130}
+            siblings.append(sibling)
+        return {"id": self.repo, "sha": "0" * 40, "siblings": siblings}
+
+    def _handler(self):
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def do_GET(self):
+                path = self.path.split("?")[0]
+                if path.startswith(f"/api/models/{hub.repo}"):
+                    body = json.dumps(hub._info()).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                match = _RESOLVE.match(path)
+                if not match or match["repo"] != hub.repo or match["path"] not in hub.files:
+                    self.send_response(404)
+                    self.send_header("X-Error-Code", "EntryNotFound")
+                    self.end_headers()
+                    return
+                data = hub.files[match["path"]]
+                wanted = self.headers.get("Range")
+                hub.ranges.append(wanted)
+                start = int(wanted.removeprefix("bytes=").split("-")[0]) if wanted else 0
+                self.send_response(206 if wanted else 200)
+                if wanted:
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                self.send_header("Content-Length", str(len(data) - start))
+                self.end_headers()
+                for offset in range(start, len(data), 65536):
+                    try:
+                        self.wfile.write(data[offset : offset + 65536])
+                        self.wfile.flush()
+                    except (BrokenPipeError, ConnectionResetError):
+                        return
+                    time.sleep(hub.delay)
+
+        return Handler
