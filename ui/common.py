@@ -18,7 +18,13 @@ def services() -> Services:
 
 def lang() -> str:
     """The language the user chose, or the browser's when they have not chosen."""
-    return st.session_state.get(keys.LANG) or language_for(st.context.locale)
+    state = st.session_state
+    return state.get(keys.LANG_CHOICE) or state.get(keys.LANG) or language_for(st.context.locale)
+
+
+def remember_language() -> None:
+    """Keep the language switch's value where a page change cannot drop it."""
+    st.session_state[keys.LANG_CHOICE] = st.session_state[keys.LANG]
 
 
 def t(key: str, **params: object) -> str:

@@ -1,6 +1,7 @@
 """Widget and session-state keys, shared by the pages and their tests."""
 
 LANG = "lang"
+LANG_CHOICE = "lang.choice"
 
 MODELS_PICK = "models.pick"
 MODELS_HUB = "models.hub"

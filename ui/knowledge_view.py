@@ -113,23 +113,23 @@ def manage(app: Services, kb: KnowledgeBase) -> None:
             limit=app.knowledge.embeddings.registry.get(kb.embedding).max_tokens,
         )
     )
-    rename_col, delete_col, _ = st.columns([1, 1, 3])
-    with rename_col.popover(t("kb.rename"), icon=":material/edit:"):
-        new_name = st.text_input(t("kb.rename.name"), kb.name, key=keys.KB_RENAME_NAME)
-        if st.button(t("kb.rename.button"), key=keys.KB_RENAME):
-            try:
-                renamed = app.knowledge.rename(kb, new_name)
-            except AppError as error:
-                show_error(error)
-            else:
-                st.session_state["kb.just_created"] = renamed.name
+    with st.container(horizontal=True):
+        with st.popover(t("kb.rename"), icon=":material/edit:"):
+            new_name = st.text_input(t("kb.rename.name"), kb.name, key=keys.KB_RENAME_NAME)
+            if st.button(t("kb.rename.button"), key=keys.KB_RENAME):
+                try:
+                    renamed = app.knowledge.rename(kb, new_name)
+                except AppError as error:
+                    show_error(error)
+                else:
+                    st.session_state["kb.just_created"] = renamed.name
+                    st.rerun()
+        with st.popover(t("kb.delete"), icon=":material/delete:"):
+            st.write(t("kb.delete.confirm", name=kb.name, chunks=stats.chunks))
+            if st.button(t("kb.delete.yes"), key=keys.KB_DELETE_YES, type="primary"):
+                app.knowledge.delete(kb)
+                st.toast(t("kb.deleted", name=kb.name))
                 st.rerun()
-    with delete_col.popover(t("kb.delete"), icon=":material/delete:"):
-        st.write(t("kb.delete.confirm", name=kb.name, chunks=stats.chunks))
-        if st.button(t("kb.delete.yes"), key=keys.KB_DELETE_YES, type="primary"):
-            app.knowledge.delete(kb)
-            st.toast(t("kb.deleted", name=kb.name))
-            st.rerun()
 
 
 def sources(app: Services, kb: KnowledgeBase, busy: bool) -> None:

@@ -30,13 +30,22 @@ def format_context(docs: list[Document]) -> str:
     return "\n\n".join(f"[{i}] {source_label(doc)}\n{doc.page_content}" for i, doc in enumerate(docs, 1))
 
 
+_JOINERS = frozenset("_-./")
+
+
 def snippet(text: str, words: list[str], width: int = 280) -> list[tuple[str, bool]]:
     """A stretch of ``text`` around the first of ``words`` it contains, cut into pieces that
     are (or are not) one of the words, for highlighting.
 
     >>> snippet("LMDeploy 支持 AWQ 量化", ["awq"], width=80)
     [('LMDeploy 支持 ', False), ('AWQ', True), (' 量化', False)]
+
+    Words joined by ``_``, ``-``, ``.`` or ``/`` are marked as one, so an identifier reads whole:
+
+    >>> snippet("run api_server now", ["api", "_", "server"], width=80)
+    [('run ', False), ('api_server', True), (' now', False)]
     """
+    words = [w for w in words if any(ch.isalnum() for ch in w)]
     lowered = text.lower()
     hits = [i for i in (lowered.find(w) for w in words if w) if i >= 0]
     start = max(0, min(hits) - width // 4) if hits else 0
@@ -46,9 +55,13 @@ def snippet(text: str, words: list[str], width: int = 280) -> list[tuple[str, bo
     position = 0
     if pattern:
         for match in re.finditer(pattern, window, flags=re.IGNORECASE):
-            if match.start() > position:
-                pieces.append((window[position : match.start()], False))
-            pieces.append((match.group(0), True))
+            gap = window[position : match.start()]
+            if pieces and pieces[-1][1] and _JOINERS.issuperset(gap):
+                pieces[-1] = (pieces[-1][0] + gap + match.group(0), True)
+            else:
+                if gap:
+                    pieces.append((gap, False))
+                pieces.append((match.group(0), True))
             position = match.end()
     if position < len(window):
         pieces.append((window[position:], False))

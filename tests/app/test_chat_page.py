@@ -103,3 +103,14 @@ def test_a_stopped_answer_keeps_what_was_said_so_far(app_env):
     saved = conversations.get(conversation.id).messages[0]
     assert saved.content == "Partial answer [1]  (stopped)" and saved.stopped
     assert saved.sources[0]["cited"] is True
+
+
+def test_document_html_and_scripts_are_shown_as_text(app, tmp_path):
+    folder = tmp_path / "web"
+    folder.mkdir()
+    (folder / "page.md").write_text("# Page\n\nSafe words <script>alert('x')</script> <img src=x onerror=alert(1)>\n")
+    _ask(_ingested_app(app, folder), "safe words page")
+    sources = app.chat_message[1].expander[0]
+    snippet = sources.markdown[1].value
+    assert "\\<script\\>" in snippet and "<script>" not in snippet  # escaped, so Markdown shows it as text
+    assert all("<script>" not in h.proto.body for h in app.get("html"))  # raw HTML only for our anchors

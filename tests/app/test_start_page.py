@@ -1,3 +1,4 @@
+from ui import keys
 from ui.text import TEXT
 
 
@@ -10,9 +11,15 @@ def test_landing_page_says_what_to_do_first(app):
 
 
 def test_language_switch_turns_the_page_chinese(app):
-    app.selectbox(key="lang").select("zh").run()
+    app.selectbox(key=keys.LANG).select("zh").run()
     assert app.title[0].value == "本地知识库助手"
     assert app.subheader[0].value == "1. 加载对话模型"
+
+
+def test_chosen_language_stays_when_the_page_changes(app):
+    app.selectbox(key=keys.LANG).select("zh").run()
+    app.switch_page("pages/models.py").run()
+    assert app.title[0].value == "模型"
 
 
 def test_every_text_exists_in_both_languages():

@@ -1,0 +1,140 @@
+"""The whole app in a real browser: Debian's Chromium driven by Playwright against
+``streamlit run Home.py`` on loopback, with the real bundled models. Screenshots of each page
+are kept in test-artifacts/ for people to look at."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (setup.sh test installs it)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def running_app(tmp_path):
+    """The app served on 127.0.0.1 with a fresh data folder; its URL."""
+    port = _free_port()
+    env = {**os.environ, "KBA_DATA_DIR": str(tmp_path / "data"), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    streamlit = Path(sys.executable).with_name("streamlit")
+    log = (tmp_path / "streamlit.log").open("w")
+    process = subprocess.Popen(
+        [str(streamlit), "run", "Home.py", "--server.port", str(port), "--server.headless", "true"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{url}/_stcore/health", timeout=1).ok:
+                    break
+            except requests.RequestException:
+                time.sleep(0.3)
+        else:
+            pytest.fail("the app did not start within 60 s")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-dev-shm-usage",
+            ],
+        )
+        yield launched
+        launched.close()
+
+
+def _shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_load_ingest_ask_and_read_the_sources_in_a_browser(running_app, browser, tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "serving.md").write_text(
+        "# Serving\n\nTo serve a model, run the api_server command. The server listens on port 23333.\n"
+    )
+    (docs / "pasta.md").write_text("# Pasta\n\nBoil the pasta for ten minutes <script>alert('x')</script>.\n")
+    dialogs: list[str] = []
+    page = browser.new_page(viewport={"width": 1400, "height": 1000}, locale="en-US")
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.set_default_timeout(30_000)
+
+    page.goto(running_app)
+    page.get_by_role("heading", name="Local Knowledge Assistant").wait_for()
+    _shot(page, "1-start")
+
+    page.get_by_role("link", name="Models").click()
+    page.get_by_role("button", name="Load", exact=True).click()
+    page.get_by_text("In memory: SmolLM2-135M-Instruct").wait_for(timeout=240_000)
+    _shot(page, "2-models")
+
+    page.get_by_role("link", name="Knowledge").click()
+    page.get_by_label("Name (any language)").fill("browser docs")
+    page.get_by_role("button", name="Create").click()
+    page.get_by_label("Folder path on this machine").fill(str(docs))
+    page.get_by_label("Folder path on this machine").press("Enter")
+    page.get_by_role("button", name="Ingest").click()
+    page.get_by_text("2 file(s) ingested").wait_for(timeout=180_000)
+    _shot(page, "3-knowledge")
+
+    page.get_by_role("link", name="Chat").click()
+    page.locator("[data-testid=stMultiSelect]").first.click()
+    page.get_by_role("option", name="browser docs").click()
+    page.keyboard.press("Escape")
+    page.get_by_placeholder("Ask a question about your documents").fill("Which port does the api_server listen on?")
+    page.keyboard.press("Enter")
+    page.get_by_text("Sources (").wait_for(timeout=240_000)
+    answer = page.locator("[data-testid=stChatMessage]").nth(1)
+    assert answer.inner_text().strip()
+    page.get_by_text("Sources (").click()
+    page.get_by_text("browser docs / serving.md:1-3").wait_for()
+    _shot(page, "4-chat")
+    assert dialogs == []  # document text never runs as a script
+
+    page.locator("[data-testid=stSidebar] [data-testid=stSelectbox]").first.click()
+    page.get_by_role("option", name="中文").click()
+    page.get_by_role("heading", name="对话", exact=True).wait_for()
+    page.get_by_placeholder("就文档提出问题").wait_for()  # the page has finished redrawing
+    page.get_by_text("出处（2 条）").wait_for()
+    _shot(page, "5-chat-zh")
+    page.get_by_role("link", name="知识库").click()  # the choice outlives a page change
+    page.get_by_role("heading", name="知识库", exact=True).wait_for()
