@@ -74,12 +74,18 @@ def stream_rates(services: Services, kb, question: str, new_tokens: int, runs: i
     tokenizer = loaded.tokenizer
     inputs = tokenizer(llm.render_prompt(answer.messages), return_tensors="pt", add_special_tokens=False)
     stops = llm.stop_token_ids()
+    penalty = llm.sampling_parameters()["repetition_penalty"]  # the row's default, used by both
 
     def bare() -> tuple[float, int]:
         started = time.perf_counter()
         with torch.inference_mode():
             out = loaded.model.generate(
-                **inputs, max_new_tokens=new_tokens, do_sample=False, eos_token_id=stops, pad_token_id=stops[0]
+                **inputs,
+                max_new_tokens=new_tokens,
+                do_sample=False,
+                repetition_penalty=penalty,
+                eos_token_id=stops,
+                pad_token_id=stops[0],
             )
         return time.perf_counter() - started, out.shape[1] - inputs["input_ids"].shape[1]
 

@@ -13,7 +13,7 @@ from core.embeddings.factory import build_reranker
 from core.embeddings.pool import Builder, EmbeddingPool
 from core.errors import FolderNotFound, ModelInUse, RepoNotFound, UnknownModel
 from core.evaluation import EvalSettings, EvaluationStore, Question, draft_questions, run_evaluation
-from core.jobs import JobManager, JobState
+from core.jobs import JobContext, JobManager, JobState
 from core.knowledge import sources, vectors
 from core.knowledge.bases import KnowledgeBases
 from core.knowledge.ingest import Ingestion
@@ -98,22 +98,13 @@ class Services:
 
     def start_rebuild(self, kb: KnowledgeBase) -> JobState:
         """Repair a damaged knowledge base: drop its vectors, then ingest every source again."""
-        settings = self.settings
 
         def work(ctx):
             self.knowledge.repair(kb)
             added = 0
             for source in self.knowledge.sources(kb):
                 ready = sources.refresh(self.knowledge, source)
-                report = Ingestion(
-                    self.knowledge,
-                    kb,
-                    ready.source,
-                    ready.root,
-                    int(settings.max_file_mb * 1e6),
-                    settings.embed_batch_size,
-                    ctx,
-                ).run()
+                report = self._ingestion(kb, ready, ctx, only_changed=False).run()
                 self.knowledge.records.mark_source_updated(ready.source.id, ready.commit)
                 added += report.chunks_added
             return {"chunks_added": added, "source": kb.name, "rebuilt": True}
@@ -121,28 +112,32 @@ class Services:
         return self.jobs.submit("rebuild", f"kb:{kb.id}", kb.name, work)
 
     def _ingest_job(self, kb: KnowledgeBase, label: str, prepare: Callable[[], sources.Prepared]) -> JobState:
-        settings = self.settings
 
         def work(ctx):
             ctx.progress(message="prepare")
             ready = prepare()
             ctx.progress(message="ingest")
-            run = Ingestion(
-                self.knowledge,
-                kb,
-                ready.source,
-                ready.root,
-                int(settings.max_file_mb * 1e6),
-                settings.embed_batch_size,
-                ctx,
-                ready.changed,
-            )
-            report = run.run()
+            report = self._ingestion(kb, ready, ctx, only_changed=True).run()
             report.skipped = sorted([*ready.refused, *report.skipped], key=lambda s: s.path)
             self.knowledge.records.mark_source_updated(ready.source.id, ready.commit)
             return {**report.as_dict(), "source": label, "commit": ready.commit}
 
         return self.jobs.submit("ingest", f"kb:{kb.id}", kb.name, work)
+
+    def _ingestion(
+        self, kb: KnowledgeBase, ready: sources.Prepared, ctx: JobContext, *, only_changed: bool
+    ) -> Ingestion:
+        """An ingestion of a prepared source; ``only_changed`` limits it to the files git named."""
+        return Ingestion(
+            self.knowledge,
+            kb,
+            ready.source,
+            ready.root,
+            int(self.settings.max_file_mb * 1e6),
+            self.settings.embed_batch_size,
+            ctx,
+            ready.changed if only_changed else None,
+        )
 
     def start_preview(self, kb: KnowledgeBase, item: SourceInput) -> JobState:
         """A dry run of adding ``item`` to ``kb``: counts, skipped files, chunk sizes, samples."""

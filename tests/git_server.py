@@ -6,41 +6,28 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from tests.local_server import LocalServer, QuietHandler
 
-class GitServer:
+
+class GitServer(LocalServer):
     """Serves every bare repository under ``root`` at ``url_for(name)``; use as a context manager."""
 
     def __init__(self, root: Path):
         self.root = root
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        super().__init__()
+        self.base_url = self.address
 
     def url_for(self, name: str) -> str:
         """The clone URL of the bare repository ``root/name``."""
         return f"{self.base_url}/{name}"
 
-    def __enter__(self) -> GitServer:
-        # A short poll interval lets shutdown() return quickly.
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
     def _handler(self):
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # keep test output clean
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self):
                 self._cgi()
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.local_server import LocalServer, QuietHandler
 
 _RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)$")
 
 
-class HubServer:
+class HubServer(LocalServer):
     """Serves ``files`` (path -> bytes) as repository ``repo``; ``delay`` seconds per 64 KiB sent."""
 
     def __init__(self, repo: str, files: dict[str, bytes], delay: float = 0.0) -> None:
@@ -21,17 +21,8 @@ class HubServer:
         self.files = files
         self.delay = delay
         self.ranges: list[str | None] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> HubServer:
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__()
+        self.endpoint = self.address
 
     def _info(self) -> dict:
         siblings = []
@@ -45,10 +36,7 @@ class HubServer:
     def _handler(self):
         hub = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # keep test output clean
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self):
                 path = self.path.split("?")[0]
                 if path.startswith(f"/api/models/{hub.repo}"):

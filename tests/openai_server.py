@@ -5,12 +5,12 @@ records every request body."""
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.local_server import LocalServer, QuietHandler
 
 
-class OpenAIServer:
+class OpenAIServer(LocalServer):
     """Runs on 127.0.0.1 on a free port; use as a context manager."""
 
     def __init__(self, model: str = "test-model", reply: str = "Hello from the server.", api_key: str | None = None):
@@ -18,24 +18,13 @@ class OpenAIServer:
         self.reply = reply
         self.api_key = api_key
         self.requests: list[dict] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
-
-    def __enter__(self) -> OpenAIServer:
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__()
+        self.base_url = f"{self.address}/v1"
 
     def _handler(self):
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # keep test output clean
-                pass
-
+        class Handler(QuietHandler):
             def _authorised(self) -> bool:
                 if server.api_key and self.headers.get("Authorization") != f"Bearer {server.api_key}":
                     self._json(401, {"error": {"message": "Incorrect API key", "type": "invalid_request_error"}})
