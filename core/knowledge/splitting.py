@@ -75,9 +75,11 @@ def split_document(
     newlines = [i for i, ch in enumerate(text) if ch == "\n"]
     pieces: list[Piece] = []
     for offset, section, heading in _sections(text, language):
+        # Every chunk of a section is checked against the budget left after its heading.
+        heading_tokens = count_tokens(heading) if count_tokens and heading else 0
         for chunk in splitter.create_documents([section]):
             start = offset + chunk.metadata["start_index"]
-            pieces.extend(_clamp(chunk.page_content, start, heading, newlines, count_tokens, max_tokens))
+            pieces.extend(_clamp(chunk.page_content, start, heading, heading_tokens, newlines, count_tokens, max_tokens))
     return pieces
 
 
@@ -138,6 +140,7 @@ def _clamp(
     text: str,
     start: int,
     heading: str,
+    heading_tokens: int,
     newlines: list[int],
     count_tokens: TokenCounter | None,
     max_tokens: int | None,
@@ -145,17 +148,7 @@ def _clamp(
     """The chunk as a piece, or cut again into pieces the embedding model reads whole."""
     parts = [(text, start)]
     if count_tokens and max_tokens:
-        budget = max_tokens - (count_tokens(heading) if heading else 0)
-        if count_tokens(text) > budget:
-            cutter = RecursiveCharacterTextSplitter(
-                chunk_size=max(budget, 16),
-                chunk_overlap=0,
-                separators=PROSE_SEPARATORS,
-                keep_separator="end",
-                add_start_index=True,
-                length_function=count_tokens,
-            )
-            parts = [(d.page_content, start + d.metadata["start_index"]) for d in cutter.create_documents([text])]
+        parts = _fit(text, start, max(max_tokens - heading_tokens, 16), count_tokens)
     return [
         Piece(
             part,
@@ -164,4 +157,24 @@ def _clamp(
             heading,
         )
         for part, at in parts
+    ]
+
+
+def _fit(text: str, start: int, budget: int, count_tokens: TokenCounter) -> list[tuple[str, int]]:
+    """``text`` (at ``start``) cut at separators into parts of at most ``budget`` tokens.
+
+    Parts are cut by characters at this text's own rate of characters per token, then
+    checked: the tokenizer runs a few times per part instead of once per candidate split.
+    """
+    tokens = count_tokens(text)
+    chars = int(len(text) * budget / tokens * 0.9) if tokens > budget else len(text)
+    if chars >= len(text) or chars < 1:
+        return [(text, start)]
+    cutter = RecursiveCharacterTextSplitter(
+        chunk_size=chars, chunk_overlap=0, separators=PROSE_SEPARATORS, keep_separator="end", add_start_index=True
+    )
+    return [
+        part
+        for doc in cutter.create_documents([text])
+        for part in _fit(doc.page_content, start + doc.metadata["start_index"], budget, count_tokens)
     ]
