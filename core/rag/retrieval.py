@@ -1,7 +1,7 @@
 """Find the chunks that answer a question, across one or more knowledge bases.
 
 Modes: ``dense`` (nearest vectors), ``mmr`` (nearest, then diverse), ``keyword`` (BM25 over
-jieba-cut words) and ``hybrid`` (dense and keyword lists fused by reciprocal rank, the
+jieba-cut words) and ``hybrid`` (dense and keyword lists fused by their relative scores, the
 default). Whatever the mode, each hit's ``relevance`` is the same thing: the cosine similarity
 of the chunk to the question, mapped by its embedding model's calibration onto 0..1, so the
 threshold and the scores users see mean the same in every mode. An optional cross-encoder
@@ -26,7 +26,6 @@ from core.knowledge.records import ChunkRecord, KnowledgeBase, Source
 from core.knowledge.terms import match_query, terms
 
 SearchMode = Literal["hybrid", "dense", "mmr", "keyword"]
-RRF_K = 60  # the constant of Cormack et al.'s reciprocal rank fusion; not tuned to any data set
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,10 +99,13 @@ class Searcher:
         dense: list[str] = []
         if settings.mode != "keyword":
             dense = self._dense(query, kbs, vectors, settings, cosines, owner)
-        keyword: list[str] = []
+        keyword: list[tuple[str, float]] = []
         if settings.mode in {"hybrid", "keyword"}:
             keyword = self._keyword(query, kbs, settings.depth, owner)
-        ranked = _fuse([dense, keyword]) if settings.mode == "hybrid" else (dense or keyword)
+        if settings.mode == "hybrid":
+            ranked = _fuse([[(cid, cosines[cid]) for cid in dense], keyword])
+        else:
+            ranked = dense or [cid for cid, _ in keyword]
         self._fill_cosines(ranked[: settings.depth], vectors, cosines, owner)
         relevance = {cid: self._relevance(owner[cid], cosines.get(cid, 0.0)) for cid in ranked}
         kept = [cid for cid in ranked[: settings.depth] if relevance[cid] >= settings.threshold]
@@ -152,13 +154,14 @@ class Searcher:
                 found.append((-position if settings.mode == "mmr" else 1.0 - distance, cid))
         return [cid for _, cid in sorted(found, key=lambda pair: -pair[0])]
 
-    def _keyword(self, query: str, kbs: Sequence[KnowledgeBase], depth: int, owner) -> list[str]:
+    def _keyword(self, query: str, kbs: Sequence[KnowledgeBase], depth: int, owner) -> list[tuple[str, float]]:
+        """(chunk id, BM25 score, higher is better), best first."""
         by_id = {kb.id: kb for kb in kbs}
         rows = self.bases.records.keyword_search(list(by_id), match_query(terms(query)), depth)
         kb_of = self.bases.records.kb_of_chunks([cid for cid, _ in rows])
         for cid, _ in rows:
             owner.setdefault(cid, by_id[kb_of[cid]])
-        return [cid for cid, _ in rows]
+        return [(cid, -score) for cid, score in rows]  # FTS5's bm25() is lower for better matches
 
     def _fill_cosines(self, ids: list[str], vectors, cosines: dict[str, float], owner) -> None:
         """Cosine similarity for candidates that only keyword search found, from their stored vectors."""
@@ -173,16 +176,24 @@ class Searcher:
                 cosines[cid] = float(np.dot(np.asarray(vector, dtype=np.float32), vectors[kb.embedding]))
 
 
-def _fuse(rankings: list[list[str]]) -> list[str]:
-    """Reciprocal rank fusion: each list gives 1 / (RRF_K + rank) to each of its items.
+def _fuse(lists: list[list[tuple[str, float]]]) -> list[str]:
+    """Relative score fusion: each list's scores are scaled onto 0..1 (its best 1, its worst 0)
+    and summed, with equal weights.
 
-    >>> _fuse([["a", "b", "c"], ["c", "a"]])
+    Unlike reciprocal rank fusion it keeps how far apart the scores are, so a list that is
+    sure of its first item outweighs one that barely prefers its own.
+
+    >>> _fuse([[("a", 0.9), ("b", 0.5), ("c", 0.1)], [("c", 12.0), ("a", 11.0)]])
     ['a', 'c', 'b']
     """
     scores: dict[str, float] = {}
-    for ranking in rankings:
-        for position, cid in enumerate(ranking, start=1):
-            scores[cid] = scores.get(cid, 0.0) + 1.0 / (RRF_K + position)
+    for scored in lists:
+        if not scored:
+            continue
+        values = [score for _, score in scored]
+        low, span = min(values), max(values) - min(values)
+        for cid, score in scored:
+            scores[cid] = scores.get(cid, 0.0) + ((score - low) / span if span else 1.0)
     return sorted(scores, key=lambda cid: -scores[cid])
 
 

@@ -86,9 +86,10 @@ def test_reranker_reorders_the_candidates(bases, kb):
     assert hits[0].chunk.path == "gpus.md"
 
 
-def test_reciprocal_rank_fusion_rewards_agreement():
-    assert _fuse([["a", "b", "c"], ["c", "a"]]) == ["a", "c", "b"]
-    assert _fuse([["x"], []]) == ["x"]
+def test_fusion_rewards_agreement_and_weighs_confidence():
+    # "b" is second in both lists, but the keyword list is barely sure of "c" over it.
+    assert _fuse([[("a", 0.9), ("b", 0.8), ("c", 0.1)], [("c", 10.0), ("b", 9.9), ("d", 1.0)]]) == ["b", "a", "c", "d"]
+    assert _fuse([[("x", 0.3)], []]) == ["x"]
 
 
 def test_answer_returns_sources_then_a_grounded_prompt(bases, kb):
