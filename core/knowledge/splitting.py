@@ -79,7 +79,9 @@ def split_document(
         heading_tokens = count_tokens(heading) if count_tokens and heading else 0
         for chunk in splitter.create_documents([section]):
             start = offset + chunk.metadata["start_index"]
-            pieces.extend(_clamp(chunk.page_content, start, heading, heading_tokens, newlines, count_tokens, max_tokens))
+            pieces.extend(
+                _clamp(chunk.page_content, start, heading, heading_tokens, newlines, count_tokens, max_tokens)
+            )
     return pieces
 
 
