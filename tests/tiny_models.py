@@ -12,6 +12,23 @@ SMOLLM2_TEMPLATE = (
 )
 
 
+def tiny_spec(folder: Path, **overrides):
+    """A catalog row for a tiny model in ``folder``; ``overrides`` replace any field."""
+    from core.models.spec import GenerationDefaults, ModelSpec
+
+    fields = {
+        "key": "tiny",
+        "name": "Tiny",
+        "family": "llama",
+        "source": "local",
+        "params_b": 0.0001,
+        "local_path": str(folder),
+        "stop_tokens": ("<|im_end|>",),
+        "defaults": GenerationDefaults(max_new_tokens=12, temperature=0.0),
+    }
+    return ModelSpec(**{**fields, **overrides})
+
+
 def build_tiny_model(
     folder: Path,
     arch: str = "llama",

@@ -21,7 +21,7 @@ from core.models.spec import ModelSpec
 from core.services import build_services
 from core.settings import Settings
 from tests.hub_server import HubServer
-from tests.tiny_models import build_tiny_model
+from tests.tiny_models import build_tiny_model, tiny_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -142,17 +142,7 @@ def test_broken_model_files_give_a_clear_error_and_the_app_keeps_working(tmp_pat
     services = build_services(Settings(data_dir=tmp_path / "data"))
     folder = build_tiny_model(tmp_path / "broken", "llama")
     (folder / "model.safetensors").write_bytes(b"\x00" * 64)
-    services.catalog.add(
-        ModelSpec(
-            key="broken",
-            name="Broken",
-            family="llama",
-            source="local",
-            params_b=0.1,
-            local_path=str(folder),
-            stop_tokens=("<|im_end|>",),
-        )
-    )
+    services.catalog.add(tiny_spec(folder, key="broken", name="Broken", params_b=0.1))
     failed = services.jobs.wait(services.start_load("broken").id, timeout=120)
     assert failed.status == "failed"
     assert failed.error_message("en").startswith("Could not load model 'Broken'")

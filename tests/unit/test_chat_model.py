@@ -5,23 +5,8 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
 from core.models.chat import LocalChatModel, to_chat_messages
 from core.models.loader import LoadOptions, load
-from core.models.spec import GenerationDefaults, ModelSpec
 from tests.conftest import TEST_DEVICE
-from tests.tiny_models import build_tiny_model
-
-
-def _spec(folder, **overrides):
-    fields = {
-        "key": "tiny",
-        "name": "Tiny",
-        "family": "llama",
-        "source": "local",
-        "params_b": 0.0001,
-        "local_path": str(folder),
-        "stop_tokens": ("<|im_end|>",),
-        "defaults": GenerationDefaults(max_new_tokens=12, temperature=0.0),
-    }
-    return ModelSpec(**{**fields, **overrides})
+from tests.tiny_models import build_tiny_model, tiny_spec
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +16,7 @@ def tiny_folder(tmp_path_factory):
 
 @pytest.fixture
 def chat(tiny_folder, settings):
-    return LocalChatModel(loaded=load(_spec(tiny_folder), settings, LoadOptions(device=TEST_DEVICE)))
+    return LocalChatModel(loaded=load(tiny_spec(tiny_folder), settings, LoadOptions(device=TEST_DEVICE)))
 
 
 def test_prompt_uses_the_tokenizer_chat_template(chat):
@@ -77,8 +62,8 @@ def test_generation_stops_on_the_catalog_stop_token(tmp_path, settings):
     # Every logit is zero, so greedy decoding picks id 0 forever: "<|im_end|>" here.
     folder = build_tiny_model(tmp_path / "silent", silent=True, eos="<|endoftext|>")
     plain = LoadOptions(device=TEST_DEVICE, fast_generation=False)
-    stops = load(_spec(folder), settings, plain)
-    ignores = load(_spec(folder, stop_tokens=()), settings, plain)
+    stops = load(tiny_spec(folder), settings, plain)
+    ignores = load(tiny_spec(folder, stop_tokens=()), settings, plain)
     assert LocalChatModel(loaded=stops).stop_token_ids() == [0, 2]
 
     counted = []

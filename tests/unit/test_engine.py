@@ -7,22 +7,13 @@ from langchain_core.messages import HumanMessage
 
 from core.models.chat import LocalChatModel
 from core.models.loader import LoadOptions, load
-from core.models.spec import GenerationDefaults, ModelSpec
+from core.models.spec import GenerationDefaults
 from tests.conftest import TEST_DEVICE
-from tests.tiny_models import build_tiny_model
+from tests.tiny_models import build_tiny_model, tiny_spec
 
 
 def _chat(folder, settings, fast):
-    spec = ModelSpec(
-        key="tiny",
-        name="Tiny",
-        family="qwen2",
-        source="local",
-        params_b=0.0001,
-        local_path=str(folder),
-        stop_tokens=("<|im_end|>",),
-        defaults=GenerationDefaults(max_new_tokens=24, temperature=0.0),
-    )
+    spec = tiny_spec(folder, family="qwen2", defaults=GenerationDefaults(max_new_tokens=24, temperature=0.0))
     return LocalChatModel(loaded=load(spec, settings, LoadOptions(device=TEST_DEVICE, fast_generation=fast)))
 
 

@@ -17,8 +17,7 @@ from core.knowledge.scanning import scan_folder
 from core.knowledge.sources import FolderInput, prepare
 from core.knowledge.splitting import SplitterSettings
 from core.models.loader import LoadOptions, load
-from core.models.spec import ModelSpec
-from tests.tiny_models import build_tiny_model
+from tests.tiny_models import build_tiny_model, tiny_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,16 +46,7 @@ def test_no_secrets_are_committed():
 
 def test_remote_code_runs_only_after_consent(tmp_path, settings):
     folder = build_tiny_model(tmp_path / "m", "llama")
-    spec = ModelSpec(
-        key="rc",
-        name="Needs code",
-        family="x",
-        source="local",
-        params_b=0.1,
-        local_path=str(folder),
-        trust_remote_code=True,
-        stop_tokens=("<|im_end|>",),
-    )
+    spec = tiny_spec(folder, key="rc", name="Needs code", family="x", params_b=0.1, trust_remote_code=True)
     with pytest.raises(RemoteCodeNotAllowed):
         load(spec, settings, LoadOptions(device="cpu"))
     assert load(spec, settings, LoadOptions(device="cpu", trust_remote_code=True)).model is not None
