@@ -7,7 +7,8 @@
   not counted.
 - streaming: tokens per second of ``LocalChatModel.stream`` against bare ``model.generate``
   with the bundled model, the same prompt (one that makes both write every token allowed)
-  and the same stop tokens, greedy, warm.
+  and the same stop tokens, greedy, warm; 12 pairs of runs back to back in alternating order,
+  the ratio being the median of the pairs' own ratios.
 
 Run: python -m bench.chat [--quick]
 """
@@ -65,8 +66,11 @@ def overhead(services: Services, kb, asked: list[str]) -> list[float]:
     return timings
 
 
-def stream_rates(services: Services, new_tokens: int, runs: int) -> tuple[float, float, int]:
+def stream_rates(services: Services, new_tokens: int, runs: int) -> tuple[float, float, float, int]:
     """Tokens/s of bare generate and of the chat model's stream, same prompt and stops.
+
+    Returns both medians, the median of the ratio within each pair of runs, and the tokens
+    written.
 
     The prompt asks for a long text, so both write all ``new_tokens`` and the rate is the
     decoding's, not the prompt's: a grounded answer from the bundled model is often a
@@ -108,12 +112,17 @@ def stream_rates(services: Services, new_tokens: int, runs: int) -> tuple[float,
 
     bare(), ours()  # warm
     bare_runs, our_runs = [], []
-    for _ in range(runs):  # interleaved, so a slower minute of the machine hits both alike
-        bare_runs.append(bare())
-        our_runs.append(ours())
+    for run in range(runs):
+        # Pairs taken back to back, in alternating order: a shared machine's speed drifts by
+        # more than the difference measured, so each pair is compared within itself.
+        pair = (bare, ours) if run % 2 == 0 else (ours, bare)
+        timed = {side: side() for side in pair}
+        bare_runs.append(timed[bare])
+        our_runs.append(timed[ours])
     bare_rate = statistics.median(n / s for s, n in bare_runs)
     our_rate = statistics.median(n / s for s, n in our_runs)
-    return bare_rate, our_rate, bare_runs[0][1]
+    ratio = statistics.median((n / s) / (bn / bs) for (s, n), (bs, bn) in zip(our_runs, bare_runs, strict=True))
+    return bare_rate, our_rate, ratio, bare_runs[0][1]
 
 
 def main() -> None:
@@ -130,7 +139,8 @@ def main() -> None:
     chunks = services.knowledge.stats(kb).chunks
     asked = questions(services, kb, 20 if options.quick else 200)
     timings = overhead(services, kb, asked)
-    bare_rate, our_rate, tokens = stream_rates(services, 32 if options.quick else 128, 2 if options.quick else 5)
+    new_tokens, pairs = (32, 2) if options.quick else (128, 12)
+    bare_rate, our_rate, ratio, tokens = stream_rates(services, new_tokens, pairs)
     result = {
         "chunks": chunks,
         "questions": len(asked),
@@ -138,7 +148,7 @@ def main() -> None:
         "overhead_ms_p90": round(sorted(timings)[int(0.9 * (len(timings) - 1))], 1),
         "bare_tok_s": round(bare_rate, 1),
         "stream_tok_s": round(our_rate, 1),
-        "stream_rate_ratio": round(our_rate / bare_rate, 3),
+        "stream_rate_ratio": round(ratio, 3),
         "tokens": tokens,
     }
     report(

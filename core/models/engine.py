@@ -64,9 +64,13 @@ class Engine:
         if self.fast and prompt + kwargs.get("max_new_tokens", 0) <= self.max_cache_len:
             self._cache.reset()  # in place: same tensors, so the recorded CUDA graph stays valid
             kwargs.update(past_key_values=self._cache, compile_config=self._compile)
-        else:
-            kwargs.update(disable_compile=True)
-        return self.model.generate(**kwargs)
+            return self.model.generate(**kwargs)
+        import torch
+
+        # generate's own no_grad still tracks tensor versions and views for autograd, each op
+        # of each token; inference mode skips that (4-5% of a CPU decode).
+        with torch.inference_mode():
+            return self.model.generate(**kwargs, disable_compile=True)
 
     def warm_up(self, vocab_size: int, report: Callable[[str], None] | None = None) -> None:
         """Compile and record the decode step now, so the first answer is fast.
