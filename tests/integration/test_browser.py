@@ -127,6 +127,8 @@ def test_load_ingest_ask_and_read_the_sources_in_a_browser(running_app, browser,
     assert answer.inner_text().strip()
     page.get_by_text("Sources (").click()
     page.get_by_text("browser docs / serving.md:1-3").wait_for()
+    page.get_by_text("browser docs / pasta.md:1-3").wait_for()
+    page.wait_for_timeout(1000)  # the expander's opening animation, so the picture shows it settled
     _shot(page, "4-chat")
     assert dialogs == []  # document text never runs as a script
 
