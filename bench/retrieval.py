@@ -4,9 +4,10 @@ answer quality of our prompt against the tutorial's, in one run.
 Each data set's passages become one file each in a knowledge base built by the app's own
 ingestion (bundled multilingual-e5-small, 500/150-character chunks). A hit is a chunk from
 the question's gold passage. Figures: recall@1, recall@5 and MRR@10 for the default (hybrid)
-search, keyword (BM25) only and dense only. Then, on a fixed sample of CMRC 2018 questions,
-the bundled chat model answers from the retrieved chunks with the tutorial's prompt and with
-ours; containment = the answer contains one of the reference answers.
+search, keyword (BM25) only, dense only, and for reference the same two lists fused by
+reciprocal rank (RRF). Then, on a fixed sample of CMRC 2018 questions, the bundled chat model
+answers from the retrieved chunks with the tutorial's prompt and with ours; containment = the
+answer contains one of the reference answers.
 
 Embeddings are cached between runs (bench/cache.py) since only quality is measured here.
 
@@ -35,7 +36,8 @@ from core.services import Services, build_services
 from core.settings import Settings
 
 EMBEDDING = "multilingual-e5-small-q4"
-MODES = {"default": "hybrid", "bm25": "keyword", "dense": "dense"}
+# rrf: the other fusion the app offers, for reference.
+MODES = {"default": "hybrid", "bm25": "keyword", "dense": "dense", "rrf": "rrf"}
 
 
 def cached_embeddings(spec, batch, path):

@@ -34,8 +34,9 @@ def open_retriever(
 ) -> BaseRetriever:
     """A LangChain retriever over the named knowledge bases.
 
-    ``mode`` is "hybrid" (meaning and keywords, the default), "dense", "mmr" or "keyword";
-    documents below the ``threshold`` relevance (0..1) are left out.
+    ``mode`` is "hybrid" (meaning and keywords, the default), "rrf" (the same, merged by
+    rank), "dense", "mmr" or "keyword"; documents below the ``threshold`` relevance (0..1) are
+    left out.
     """
     services = get_services()
     for name in kb_names:

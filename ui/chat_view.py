@@ -18,7 +18,7 @@ from core.services import Services
 from ui import keys
 from ui.common import lang, plain, t
 
-MODES = ["hybrid", "dense", "mmr", "keyword"]
+MODES = ["hybrid", "rrf", "dense", "mmr", "keyword"]
 
 
 def keep(key: str, default: object) -> None:

@@ -362,6 +362,7 @@ TEXT: dict[str, dict[str, str]] = {
     "chat.kbs.none": {"en": "None: chat with the model alone", "zh": "不检索：直接与模型对话"},
     "chat.mode": {"en": "Search", "zh": "检索方式"},
     "chat.mode.hybrid": {"en": "hybrid: meaning + keywords (recommended)", "zh": "混合：语义 + 关键词（推荐）"},
+    "chat.mode.rrf": {"en": "hybrid, merged by rank (RRF)", "zh": "混合，按排名融合（RRF）"},
     "chat.mode.dense": {"en": "meaning (vectors)", "zh": "语义（向量）"},
     "chat.mode.mmr": {"en": "meaning, varied passages (MMR)", "zh": "语义，结果多样（MMR）"},
     "chat.mode.keyword": {"en": "keywords (BM25)", "zh": "关键词（BM25）"},

@@ -1,11 +1,11 @@
 """Find the chunks that answer a question, across one or more knowledge bases.
 
 Modes: ``dense`` (nearest vectors), ``mmr`` (nearest, then diverse), ``keyword`` (BM25 over
-jieba-cut words) and ``hybrid`` (dense and keyword lists fused by their relative scores, the
-default). Whatever the mode, each hit's ``relevance`` is the same thing: the cosine similarity
-of the chunk to the question, mapped by its embedding model's calibration onto 0..1, so the
-threshold and the scores users see mean the same in every mode. An optional cross-encoder
-reranker re-orders the candidates.
+jieba-cut words), ``hybrid`` (dense and keyword lists fused by their relative scores, the
+default) and ``rrf`` (the same lists fused by reciprocal rank). Whatever the mode, each hit's
+``relevance`` is the same thing: the cosine similarity of the chunk to the question, mapped by
+its embedding model's calibration onto 0..1, so the threshold and the scores users see mean
+the same in every mode. An optional cross-encoder reranker re-orders the candidates.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from core.knowledge.links import line_url
 from core.knowledge.records import ChunkRecord, KnowledgeBase, Source
 from core.knowledge.terms import match_query, terms
 
-SearchMode = Literal["hybrid", "dense", "mmr", "keyword"]
+SearchMode = Literal["hybrid", "rrf", "dense", "mmr", "keyword"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,10 +100,12 @@ class Searcher:
         if settings.mode != "keyword":
             dense = self._dense(query, kbs, vectors, settings, cosines, owner)
         keyword: list[tuple[str, float]] = []
-        if settings.mode in {"hybrid", "keyword"}:
+        if settings.mode in {"hybrid", "rrf", "keyword"}:
             keyword = self._keyword(query, kbs, settings.depth, owner)
         if settings.mode == "hybrid":
             ranked = _fuse([[(cid, cosines[cid]) for cid in dense], keyword])
+        elif settings.mode == "rrf":
+            ranked = _rank_fuse([dense, [cid for cid, _ in keyword]])
         else:
             ranked = dense or [cid for cid, _ in keyword]
         self._fill_cosines(ranked[: settings.depth], vectors, cosines, owner)
@@ -194,6 +196,20 @@ def _fuse(lists: list[list[tuple[str, float]]]) -> list[str]:
         low, span = min(values), max(values) - min(values)
         for cid, score in scored:
             scores[cid] = scores.get(cid, 0.0) + ((score - low) / span if span else 1.0)
+    return sorted(scores, key=lambda cid: -scores[cid])
+
+
+def _rank_fuse(lists: list[list[str]], k: int = 60) -> list[str]:
+    """Reciprocal rank fusion (Cormack et al., 2009): each list gives its item at rank r a score
+    of 1 / (k + r); k = 60 is the paper's constant.
+
+    >>> _rank_fuse([["a", "b", "c"], ["b", "d"]])
+    ['b', 'a', 'd', 'c']
+    """
+    scores: dict[str, float] = {}
+    for ranked in lists:
+        for rank, cid in enumerate(ranked, start=1):
+            scores[cid] = scores.get(cid, 0.0) + 1.0 / (k + rank)
     return sorted(scores, key=lambda cid: -scores[cid])
 
 

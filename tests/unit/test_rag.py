@@ -9,7 +9,7 @@ from core.knowledge.sources import FolderInput, prepare
 from core.knowledge.splitting import SplitterSettings
 from core.rag.answer import AnswerSettings, Turn, cited_numbers, link_citations, prepare_answer, rag_chain
 from core.rag.context import format_context
-from core.rag.retrieval import KnowledgeRetriever, Searcher, SearchSettings, _fuse
+from core.rag.retrieval import KnowledgeRetriever, Searcher, SearchSettings, _fuse, _rank_fuse
 
 
 class RecordingChat(GenericFakeChatModel):
@@ -50,7 +50,7 @@ def kb(bases, tmp_path):
     return kb
 
 
-@pytest.mark.parametrize("mode", ["hybrid", "dense", "mmr", "keyword"])
+@pytest.mark.parametrize("mode", ["hybrid", "rrf", "dense", "mmr", "keyword"])
 def test_every_search_mode_finds_the_file_that_answers(bases, kb, mode):
     hits = Searcher(bases).search("lmdeploy 支持 哪些 量化", [kb], SearchSettings(k=2, mode=mode))
     assert hits[0].chunk.path == "quant.md" and hits[0].rank == 1
@@ -62,11 +62,11 @@ def test_relevance_is_the_same_number_in_every_mode(bases, kb):
         hits = Searcher(bases).search("pasta sauce", [kb], SearchSettings(k=4, mode=mode))
         return {h.chunk.id: h.relevance for h in hits}
 
-    scores = {mode: relevance(mode) for mode in ["hybrid", "dense", "keyword"]}
-    shared = set(scores["hybrid"]) & set(scores["dense"]) & set(scores["keyword"])
+    scores = {mode: relevance(mode) for mode in ["hybrid", "rrf", "dense", "keyword"]}
+    shared = set.intersection(*(set(s) for s in scores.values()))
     assert shared
     for cid in shared:
-        assert scores["hybrid"][cid] == scores["dense"][cid] == scores["keyword"][cid]
+        assert len({s[cid] for s in scores.values()}) == 1
 
 
 def test_threshold_leaves_out_irrelevant_chunks(bases, kb):
@@ -90,6 +90,12 @@ def test_fusion_rewards_agreement_and_weighs_confidence():
     # "b" is second in both lists, but the keyword list is barely sure of "c" over it.
     assert _fuse([[("a", 0.9), ("b", 0.8), ("c", 0.1)], [("c", 10.0), ("b", 9.9), ("d", 1.0)]]) == ["b", "a", "c", "d"]
     assert _fuse([[("x", 0.3)], []]) == ["x"]
+
+
+def test_rank_fusion_uses_only_the_ranks():
+    # Found by both lists beats first in one; then rank alone decides, whatever the scores were.
+    assert _rank_fuse([["a", "b", "c"], ["b", "d"]]) == ["b", "a", "d", "c"]
+    assert _rank_fuse([["x"], []]) == ["x"]
 
 
 def test_answer_returns_sources_then_a_grounded_prompt(bases, kb):
