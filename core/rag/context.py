@@ -44,6 +44,12 @@ def snippet(text: str, words: list[str], width: int = 280) -> list[tuple[str, bo
 
     >>> snippet("run api_server now", ["api", "_", "server"], width=80)
     [('run ', False), ('api_server', True), (' now', False)]
+
+    A Latin word is marked from its start, and whole, so a question's "listen" marks "listens"
+    but nothing inside "glisten":
+
+    >>> snippet("it listens, glistening", ["listen"], width=80)
+    [('it ', False), ('listens', True), (', glistening', False)]
     """
     words = [w for w in words if any(ch.isalnum() for ch in w)]
     lowered = text.lower()
@@ -51,7 +57,7 @@ def snippet(text: str, words: list[str], width: int = 280) -> list[tuple[str, bo
     start = max(0, min(hits) - width // 4) if hits else 0
     window = text[start : start + width]
     pieces: list[tuple[str, bool]] = []
-    pattern = "|".join(re.escape(w) for w in sorted({w for w in words if w}, key=len, reverse=True))
+    pattern = "|".join(_word_pattern(w) for w in sorted({w for w in words if w}, key=len, reverse=True))
     position = 0
     if pattern:
         for match in re.finditer(pattern, window, flags=re.IGNORECASE):
@@ -71,3 +77,10 @@ def snippet(text: str, words: list[str], width: int = 280) -> list[tuple[str, bo
         pieces[0] = (prefix + pieces[0][0], pieces[0][1]) if not pieces[0][1] else pieces[0]
         pieces[-1] = (pieces[-1][0] + suffix, pieces[-1][1]) if not pieces[-1][1] else pieces[-1]
     return pieces
+
+
+def _word_pattern(word: str) -> str:
+    """A regex for ``word`` in a snippet: Latin words from a word start to the word's end."""
+    if word.isascii() and word[0].isalnum():
+        return rf"(?<![a-z0-9]){re.escape(word)}[a-z0-9]*"  # matched ignoring case
+    return re.escape(word)
