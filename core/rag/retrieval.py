@@ -26,6 +26,7 @@ from core.knowledge.records import ChunkRecord, KnowledgeBase, Source
 from core.knowledge.terms import match_query, terms
 
 SearchMode = Literal["hybrid", "rrf", "dense", "mmr", "keyword"]
+RRF_K = 60  # the constant of Cormack et al.'s reciprocal rank fusion; not tuned to any data set
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,9 +200,8 @@ def _fuse(lists: list[list[tuple[str, float]]]) -> list[str]:
     return sorted(scores, key=lambda cid: -scores[cid])
 
 
-def _rank_fuse(lists: list[list[str]], k: int = 60) -> list[str]:
-    """Reciprocal rank fusion (Cormack et al., 2009): each list gives its item at rank r a score
-    of 1 / (k + r); k = 60 is the paper's constant.
+def _rank_fuse(lists: list[list[str]]) -> list[str]:
+    """Reciprocal rank fusion: each list gives its item at rank r a score of 1 / (RRF_K + r).
 
     >>> _rank_fuse([["a", "b", "c"], ["b", "d"]])
     ['b', 'a', 'd', 'c']
@@ -209,7 +209,7 @@ def _rank_fuse(lists: list[list[str]], k: int = 60) -> list[str]:
     scores: dict[str, float] = {}
     for ranked in lists:
         for rank, cid in enumerate(ranked, start=1):
-            scores[cid] = scores.get(cid, 0.0) + 1.0 / (k + rank)
+            scores[cid] = scores.get(cid, 0.0) + 1.0 / (RRF_K + rank)
     return sorted(scores, key=lambda cid: -scores[cid])
 
 
