@@ -113,7 +113,13 @@ def settings_panel(app: Services, model_defaults: dict) -> ChatChoices:
     )
     with st.expander(t("chat.settings")):
         keep(keys.CHAT_MODE, "hybrid")
-        mode = st.selectbox(t("chat.mode"), MODES, key=keys.CHAT_MODE, format_func=lambda m: t(f"chat.mode.{m}"))
+        mode = st.selectbox(
+            t("chat.mode"),
+            MODES,
+            key=keys.CHAT_MODE,
+            format_func=lambda m: t(f"chat.mode.{m}"),
+            help=t("chat.mode.help"),
+        )
         keep(keys.CHAT_TOP_K, app.settings.top_k)
         top_k = st.slider(t("chat.top_k"), 1, 12, key=keys.CHAT_TOP_K)
         keep(keys.CHAT_THRESHOLD, 0.0)

@@ -88,7 +88,9 @@ def _review(app: Services) -> None:
 def settings_form(app: Services) -> EvalSettings:
     """Search mode, top-k, threshold, reranker, answers on or off."""
     mode_col, k_col, threshold_col = st.columns(3)
-    mode = mode_col.selectbox(t("chat.mode"), MODES, key=keys.EVAL_MODE, format_func=lambda m: t(f"chat.mode.{m}"))
+    mode = mode_col.selectbox(
+        t("chat.mode"), MODES, key=keys.EVAL_MODE, format_func=lambda m: t(f"chat.mode.{m}"), help=t("chat.mode.help")
+    )
     k = k_col.slider(t("chat.top_k"), 1, 12, 4, key=keys.EVAL_TOP_K)
     threshold = threshold_col.slider(t("chat.threshold"), 0.0, 1.0, 0.0, 0.05, key=keys.EVAL_THRESHOLD)
     rerankers = {r.key: r.name for r in app.rerankers()}

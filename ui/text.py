@@ -361,10 +361,18 @@ TEXT: dict[str, dict[str, str]] = {
     "chat.kbs.help": {"en": "Leave empty to chat with the model alone.", "zh": "留空则直接与模型对话，不检索知识库。"},
     "chat.kbs.none": {"en": "None: chat with the model alone", "zh": "不检索：直接与模型对话"},
     "chat.mode": {"en": "Search", "zh": "检索方式"},
-    "chat.mode.hybrid": {"en": "hybrid: meaning + keywords (recommended)", "zh": "混合：语义 + 关键词（推荐）"},
-    "chat.mode.rrf": {"en": "hybrid, merged by rank (RRF)", "zh": "混合，按排名融合（RRF）"},
+    "chat.mode.help": {
+        "en": "Hybrid: passages close in meaning and passages sharing the question's words, merged by "
+        "their scores. By rank (RRF): the same two lists merged by their order alone. Meaning: vectors "
+        "alone. Varied (MMR): close in meaning but unlike each other. Keywords: BM25 alone. "
+        "Relevance means the same in every mode.",
+        "zh": "混合：语义相近的段落与包含问题词语的段落，按分数合并。按排名（RRF）：同样两组结果，只按名次合并。"
+        "语义：只用向量。多样（MMR）：语义相近且彼此不同。关键词：只用 BM25。各方式的相关度含义相同。",
+    },
+    "chat.mode.hybrid": {"en": "hybrid (recommended)", "zh": "混合（推荐）"},
+    "chat.mode.rrf": {"en": "hybrid, by rank (RRF)", "zh": "混合，按排名（RRF）"},
     "chat.mode.dense": {"en": "meaning (vectors)", "zh": "语义（向量）"},
-    "chat.mode.mmr": {"en": "meaning, varied passages (MMR)", "zh": "语义，结果多样（MMR）"},
+    "chat.mode.mmr": {"en": "meaning, varied (MMR)", "zh": "语义，多样（MMR）"},
     "chat.mode.keyword": {"en": "keywords (BM25)", "zh": "关键词（BM25）"},
     "chat.top_k": {"en": "Passages per answer", "zh": "每次检索的片段数"},
     "chat.threshold": {"en": "Lowest relevance kept", "zh": "最低相关度"},
