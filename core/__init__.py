@@ -6,13 +6,14 @@ Library use (nothing is imported until first used)::
     llm = load_chat_model()                 # the embedded default, or any catalog key
     llm.invoke("你是谁")
     retriever = open_retriever("my docs")   # a knowledge base built in the app
+    reply = ask("lmdeploy 支持哪些量化方式？", "my docs")  # the Chat page's own pipeline
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["get_services", "load_chat_model", "open_retriever"]
+__all__ = ["ask", "get_services", "load_chat_model", "open_retriever"]
 
 
 def __getattr__(name: str) -> Any:

@@ -4,21 +4,41 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+from langchain_core.documents import Document
+
+from core.app_files import AppFiles, write_atomically
 from core.errors import ConversationNotFound
+from core.rag.context import source_label
 
 _TITLE_CHARS = 40
+# What an export says for answers that have no words of their own.
+_EMPTY_ANSWERS = {
+    "no_match": {
+        "en": "(Nothing in the knowledge bases fits this question.)",
+        "zh": "（知识库中没有与该问题相关的内容。）",
+    },
+    "sources": {"en": "(Sources only.)", "zh": "（只看出处。）"},
+    "pending": {"en": "(No answer: stopped.)", "zh": "（没有回答：已停止。）"},
+}
 
 
 @dataclasses.dataclass
 class Message:
-    """One turn. Answers keep their sources, the question retrieval used, and the user's vote."""
+    """One turn. Answers keep their sources, the question retrieval used, and the user's vote.
+
+    ``content`` is what was said (the model's own words for a generated answer); ``shown`` is
+    the answer as displayed, with matched citations and unsupported sentences marked.
+    ``kind`` says what an answer is: "generated", "quick" (quoted from the sources, no model),
+    "no_match" (nothing relevant enough was found), "sources" (sources only) or "pending"
+    (not answered yet: the run stopped before the model spoke). ``rewrite`` records the
+    follow-up rewrite: its output and, when it was not used, why.
+    """
 
     role: str
     content: str
@@ -28,6 +48,11 @@ class Message:
     stopped: bool = False
     feedback: int = 0  # 1 thumbs up, -1 thumbs down
     at: float = dataclasses.field(default_factory=time.time)
+    kind: str = "generated"
+    shown: str = ""
+    model: str | None = None
+    demo: bool = False
+    rewrite: dict[str, Any] | None = None
 
 
 @dataclasses.dataclass
@@ -44,9 +69,9 @@ class Conversation:
 class Conversations:
     """The conversations of one data folder."""
 
-    def __init__(self, folder: Path) -> None:
-        self._folder = folder
-        self._folder.mkdir(parents=True, exist_ok=True)
+    def __init__(self, folder: Path, files: AppFiles) -> None:
+        self._folder = files.make_dir(folder)
+        self._files = files
         self._lock = threading.Lock()
 
     def all(self) -> list[Conversation]:
@@ -81,10 +106,8 @@ class Conversations:
             conversation.title = first[:_TITLE_CHARS] + ("…" if len(first) > _TITLE_CHARS else "")
         conversation.updated = time.time()
         path = self._path(conversation.id)
-        tmp = path.with_suffix(".tmp")
         with self._lock:
-            tmp.write_text(json.dumps(dataclasses.asdict(conversation), ensure_ascii=False), encoding="utf-8")
-            os.replace(tmp, path)
+            write_atomically(path, json.dumps(dataclasses.asdict(conversation), ensure_ascii=False))
 
     def rename(self, conversation_id: str, title: str) -> None:
         """Give a conversation another title."""
@@ -93,8 +116,8 @@ class Conversations:
         self.save(conversation)
 
     def delete(self, conversation_id: str) -> None:
-        """Remove a conversation."""
-        self._path(conversation_id).unlink(missing_ok=True)
+        """Remove a conversation's file (nothing else)."""
+        self._files.remove(self._path(conversation_id))
 
     def set_feedback(self, conversation_id: str, index: int, value: int) -> None:
         """Store a thumbs up (1), down (-1) or nothing (0) for message ``index``."""
@@ -119,12 +142,24 @@ def export_markdown(conversation: Conversation, lang: str = "en") -> str:
     you, assistant, sources_label = ("我", "助手", "出处") if lang == "zh" else ("You", "Assistant", "Sources")
     lines = [f"# {conversation.title or conversation.id}", ""]
     for message in conversation.messages:
-        lines += [f"**{you if message.role == 'user' else assistant}:**", "", message.content, ""]
+        said = close_fences(message.shown or message.content) or _EMPTY_ANSWERS.get(message.kind, {}).get(lang, "")
+        lines += [f"**{you if message.role == 'user' else assistant}:**", "", said, ""]
         if message.sources:
             lines += [f"{sources_label}:", ""]
             for source in message.sources:
-                where = f"{source['path']}:{source['start_line']}-{source['end_line']}"
+                where = source_label(Document("", metadata=source))
                 link = f" <{source['url']}>" if source.get("url") else ""
                 lines.append(f"{source['rank']}. {source['kb']} / {where} (relevance {source['score']:.2f}){link}")
             lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def close_fences(text: str) -> str:
+    r"""``text`` with a code fence that was opened and never closed (an answer stopped inside a
+    code block) closed, so that what follows is not swallowed into it.
+
+    >>> close_fences("Run:\n```bash\npip install x")
+    'Run:\n```bash\npip install x\n```'
+    """
+    fences = [line.strip()[:3] for line in text.splitlines() if line.strip().startswith(("```", "~~~"))]
+    return f"{text}\n{fences[-1]}" if len(fences) % 2 else text

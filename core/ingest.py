@@ -85,6 +85,7 @@ def _source(args: argparse.Namespace) -> SourceInput:
 
 
 def _add(services: Services, args: argparse.Namespace) -> int:
+    created = False
     try:
         kb = services.knowledge.get(args.kb)
     except KnowledgeBaseNotFound:
@@ -95,9 +96,17 @@ def _add(services: Services, args: argparse.Namespace) -> int:
             args.chunk_size or settings.chunk_size, args.chunk_overlap or settings.chunk_overlap, args.unit
         )
         kb = services.knowledge.create(args.kb, args.embedding or settings.default_embedding, splitter)
-    job = _follow(services, services.start_ingest(kb, _source(args)))
+        created = True
+    try:
+        job = _follow(services, services.start_ingest(kb, _source(args), new_kb=created))
+    except AppError:
+        if created:
+            _say(f"The new knowledge base '{kb.name}' was not kept.", error=True)
+        raise
     if job.status == "done":
         _report(job)
+    elif "discarded" in job.detail:
+        _say(f"Nothing was added, so the new knowledge base '{kb.name}' was not kept.", error=True)
     return _exit(job)
 
 

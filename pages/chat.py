@@ -1,10 +1,12 @@
-"""Chat page: grounded answers streamed token by token, with sources users can check."""
+"""Chat page: grounded answers (written and cited, or quoted from the sources), with sources users can check."""
+
+import dataclasses
 
 import streamlit as st
 
-from core.conversations import Message
+from core import chat
 from core.errors import AppError, NoModelLoaded
-from core.rag.answer import Turn, prepare_answer
+from core.rag.answer import prepare_answer
 from ui import generation, keys
 from ui.chat_view import (
     apply_pending_switch,
@@ -12,10 +14,8 @@ from ui.chat_view import (
     current_conversation,
     render_message,
     settings_panel,
-    source_records,
-    streamed,
 )
-from ui.common import ensure_entry, services, show_error, t
+from ui.common import ensure_entry, plain, services, show_error, t
 
 ensure_entry()
 app = services()
@@ -28,66 +28,75 @@ try:
 except NoModelLoaded:
     llm = None
 resident = app.models.current
+spec = resident.spec if resident else None
 defaults = generation.settings() or (
-    {"temperature": resident.spec.defaults.temperature, "max_new_tokens": resident.spec.defaults.max_new_tokens}
-    if resident
-    else {}
+    {"temperature": spec.defaults.temperature, "max_new_tokens": spec.defaults.max_new_tokens} if spec else {}
 )
 with st.sidebar:
-    choices = settings_panel(app, defaults)
+    choices = settings_panel(app, defaults, spec)
     conversations_sidebar(app, conversation)
 
 if llm is None:
     st.info(t("chat.no_model"))
     st.page_link("pages/models.py", label=t("nav.models"), icon=":material/memory:")
-elif resident:
-    st.caption(t("chat.model", name=resident.spec.name))
+elif spec and spec.demo:
+    st.info(plain(t("chat.demo.notice", name=spec.name)), icon=":material/science:")
+    st.page_link("pages/models.py", label=t("nav.models"), icon=":material/memory:")
+else:
+    st.caption(t("chat.model", name=spec.name if spec else ""))
 
+again = None  # (index, without the knowledge bases?) of an answer to give again
+last = len(conversation.messages) - 1
 for index, message in enumerate(conversation.messages):
     with st.chat_message(message.role):
         render_message(app, conversation, index, message)
-        unanswered = message.role == "assistant" and message.grounded and not message.sources
-        offer = unanswered and index == len(conversation.messages) - 1
-        if offer and st.button(t("chat.answer_anyway"), key=f"{keys.CHAT_ANSWER_ANYWAY}.{conversation.id}.{index}"):
-            st.session_state["chat.pending"] = conversation.messages[index - 1].content
-            st.rerun()
+        if index != last or message.role != "assistant" or llm is None:
+            continue
+        offer_kb = message.kind == "no_match" and st.button(
+            t("chat.answer_anyway"), key=f"{keys.CHAT_ANSWER_ANYWAY}.{conversation.id}.{index}"
+        )
+        label = t("chat.generate.demo" if spec and spec.demo else "chat.generate", name=spec.name if spec else "")
+        offer_write = message.kind in {"quick", "sources"} and st.button(
+            label, key=f"{keys.CHAT_GENERATE}{conversation.id}.{index}", icon=":material/edit_note:"
+        )
+        if offer_kb or offer_write:
+            again = (index, bool(offer_kb))
 
 typed = st.chat_input(t("chat.input"), key=keys.CHAT_INPUT, disabled=llm is None)
-pending = st.session_state.pop("chat.pending", None)
-question = typed or pending
-if question and llm is not None:
-    history = [Turn(m.role, m.content) for m in conversation.messages if m.content]
+if (typed or again) and llm is not None:
     if typed:
-        conversation.messages.append(Message("user", question))
+        turn = chat.ask(app.conversations, conversation, typed)
         with st.chat_message("user"):
-            st.markdown(question)
+            st.markdown(typed)
+    else:
+        turn = chat.answer_again(app.conversations, conversation, again[0])
+    without_kb = bool(again and again[1])
+    settings = choices.answer if typed else dataclasses.replace(choices.answer, mode="generate")
     with st.chat_message("assistant"):
+        # Stop interrupts this run wherever it is (rewriting, searching or streaming); the
+        # question and whatever was written are saved already.
+        st.button(t("chat.stop"), key=keys.CHAT_STOP, icon=":material/stop:")
+        rewriting = st.empty()
         try:
-            kbs = [] if pending else [app.knowledge.get(name) for name in choices.kbs]
+            kbs = [] if without_kb else [app.knowledge.get(name) for name in choices.kbs]
             searcher = app.searcher(choices.reranker) if kbs else None
             with st.spinner(t("chat.searching")):
                 answer = prepare_answer(
-                    question, history[:-1] if pending else history, llm, searcher, kbs, choices.search, choices.answer
+                    turn.question,
+                    turn.history,
+                    llm,
+                    searcher,
+                    kbs,
+                    choices.search,
+                    settings,
+                    on_rewrite=lambda text: rewriting.caption(plain(f"{t('chat.rewriting')} {text}")),
                 )
         except AppError as error:
+            chat.abandon(app.conversations, turn)
             show_error(error)
-            app.conversations.save(conversation)
         else:
-            message = Message(
-                "assistant",
-                "",
-                source_records(answer),
-                answer.standalone if answer.rewritten else None,
-                answer.grounded,
-            )
-            conversation.messages.append(message)
-            if answer.no_match:
-                message.content = t("chat.no_match")
-                app.conversations.save(conversation)
-            elif choices.sources_only:
-                message.content = t("chat.sources_only.done")
-                app.conversations.save(conversation)
-            else:
-                st.button(t("chat.stop"), key=keys.CHAT_STOP, icon=":material/stop:")
-                st.write_stream(streamed(app, conversation, message, answer.stream(llm, **choices.generation)))
+            chat.settle(app.conversations, turn, answer, spec.name if spec else None, bool(spec and spec.demo))
+            if answer.needs_model:
+                pieces = answer.stream(llm, **choices.generation)
+                st.write_stream(chat.stream_reply(app.conversations, turn, answer, pieces))
             st.rerun()

@@ -5,7 +5,7 @@ import streamlit as st
 from core.errors import AppError
 from core.models import memory
 from ui import generation, keys
-from ui.common import ensure_entry, services, show_error, t
+from ui.common import ensure_entry, plain, services, show_error, t
 from ui.embedding_view import embedding_models
 from ui.models_view import add_model_form, catalog_table, delete_panel, download_panel, load_panel, resident_panel
 
@@ -27,6 +27,8 @@ with st.container(border=True):
     st.markdown(f"**{spec.name}**")
     if spec.notes:
         st.caption(spec.notes)
+    if spec.demo:
+        st.info(plain(t("demo.what", name=spec.name)), icon=":material/science:")
     state = app.model_status(spec.key).state
     if state in {"missing", "downloading"}:
         download_panel(app, spec)

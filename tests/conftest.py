@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from core.app_files import AppFiles
 from core.embeddings.catalog import EmbeddingRegistry
 from core.embeddings.pool import EmbeddingPool
 from core.knowledge import vectors
@@ -32,6 +33,12 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
+def files(tmp_path: Path) -> AppFiles:
+    """The ledger of app-created folders, with ``tmp_path`` as the data folder."""
+    return AppFiles(tmp_path)
+
+
+@pytest.fixture
 def fake_embeddings() -> HashEmbeddings:
     """Bag-of-words embeddings that count what they embed."""
     return HashEmbeddings()
@@ -43,4 +50,7 @@ def bases(settings: Settings, fake_embeddings: HashEmbeddings) -> KnowledgeBases
     settings.ensure_dirs()
     registry = EmbeddingRegistry(settings.models_dir / "custom_embeddings.json")
     pool = EmbeddingPool(registry, settings.models_dir, builder=lambda spec, batch, folder: fake_embeddings)
-    return KnowledgeBases(Records(settings.db_path), vectors.make_client(settings), pool, settings.data_dir / "sources")
+    sources = settings.data_dir / "sources"
+    return KnowledgeBases(
+        Records(settings.db_path), vectors.make_client(settings), pool, sources, AppFiles(settings.data_dir)
+    )

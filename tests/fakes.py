@@ -9,6 +9,8 @@ import re
 
 from langchain_core.embeddings import Embeddings
 
+from core.embeddings.catalog import EmbeddingSpec
+
 _WORDS = re.compile(r"[a-z0-9]+|[\u4e00-\u9fff]")
 
 
@@ -91,3 +93,27 @@ class FakeHub:
                 yield body[i : i + self.chunk]
 
         return RemoteStream(start, len(self.files[path]), chunks())
+
+
+# The catalog row of HashEmbeddings, with a relevance scale fitted to how they score (bag of
+# words: unrelated text near 0.1, shared words up to 0.6).
+HASH_ROW = EmbeddingSpec(
+    "hash-words", "hash words (tests)", "sentence-transformers", 256, 512, "en", package="tests",
+    score_floor=0.1, score_ceiling=0.6, keyword_weight=0.6, relevance_floor=0.3,
+)  # fmt: skip
+
+
+def hash_knowledge_base(bases, root, files: dict[str, str], name: str):
+    """A knowledge base ``name`` over HashEmbeddings holding ``files`` (name: text), written to ``root``."""
+    from core.knowledge.ingest import Ingestion
+    from core.knowledge.sources import FolderInput, prepare
+    from core.knowledge.splitting import SplitterSettings
+
+    bases.embeddings.registry.add(HASH_ROW)
+    root.mkdir()
+    for file_name, text in files.items():
+        (root / file_name).write_text(text, encoding="utf-8")
+    kb = bases.create(name, HASH_ROW.key, SplitterSettings(300, 50))
+    ready = prepare(bases, kb, FolderInput(root))
+    Ingestion(bases, kb, ready.source, ready.root, max_file_bytes=10**6).run()
+    return kb

@@ -7,6 +7,7 @@ import hashlib
 import json
 import re
 import time
+from http.server import BaseHTTPRequestHandler
 
 from tests.local_server import LocalServer, QuietHandler
 
@@ -53,21 +54,27 @@ class HubServer(LocalServer):
                     self.send_header("X-Error-Code", "EntryNotFound")
                     self.end_headers()
                     return
-                data = hub.files[match["path"]]
                 wanted = self.headers.get("Range")
                 hub.ranges.append(wanted)
-                start = int(wanted.removeprefix("bytes=").split("-")[0]) if wanted else 0
-                self.send_response(206 if wanted else 200)
-                if wanted:
-                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-                self.send_header("Content-Length", str(len(data) - start))
-                self.end_headers()
-                for offset in range(start, len(data), 65536):
-                    try:
-                        self.wfile.write(data[offset : offset + 65536])
-                        self.wfile.flush()
-                    except (BrokenPipeError, ConnectionResetError):
-                        return
-                    time.sleep(hub.delay)
+                send_ranged(self, hub.files[match["path"]], wanted, hub.delay, 65536)
 
         return Handler
+
+
+def send_ranged(handler: BaseHTTPRequestHandler, data: bytes, wanted: str | None, delay: float, step: int) -> None:
+    """Answer a GET with ``data`` from the start of the ``Range`` header ``wanted`` (all of it
+    when None), ``step`` bytes at a time with ``delay`` seconds between, as a slow server would.
+    """
+    start = int(wanted.removeprefix("bytes=").split("-")[0]) if wanted else 0
+    handler.send_response(206 if wanted else 200)
+    if wanted:
+        handler.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+    handler.send_header("Content-Length", str(len(data) - start))
+    handler.end_headers()
+    for offset in range(start, len(data), step):
+        try:
+            handler.wfile.write(data[offset : offset + step])
+            handler.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            return
+        time.sleep(delay)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 
 import streamlit as st
+from langchain_core.documents import Document
 
-from core.conversations import Conversation, Message, export_markdown
+from core.conversations import Conversation, Message, close_fences, export_markdown
 from core.errors import ConversationNotFound
 from core.knowledge.terms import terms
-from core.rag.answer import Answer, AnswerSettings, cited_numbers, link_citations
-from core.rag.context import snippet
+from core.models.spec import ModelSpec
+from core.rag.answer import AnswerSettings, link_citations
+from core.rag.context import snippet, source_label
+from core.rag.extractive import Quote, highlights
 from core.rag.prompts import qa_template
 from core.rag.retrieval import SearchSettings
 from core.services import Services
@@ -19,6 +21,7 @@ from ui import keys
 from ui.common import lang, plain, t
 
 MODES = ["hybrid", "rrf", "dense", "mmr", "keyword"]
+ANSWER_MODES = ["generate", "quick", "sources"]
 
 
 def keep(key: str, default: object) -> None:
@@ -99,17 +102,30 @@ class ChatChoices:
     search: SearchSettings
     reranker: str | None
     answer: AnswerSettings
-    sources_only: bool
     generation: dict
 
 
-def settings_panel(app: Services, model_defaults: dict) -> ChatChoices:
-    """Knowledge bases, search and answer settings, the prompt template."""
+def settings_panel(app: Services, model_defaults: dict, spec: ModelSpec | None) -> ChatChoices:
+    """Knowledge bases, search and answer settings, the prompt template.
+
+    With the demo model the answer starts as a quick answer (quoted, no model); each kind of
+    model keeps its own choice, so loading a real model starts with written answers.
+    """
     names = [kb.name for kb in app.knowledge.all()]
     keep(keys.CHAT_KBS, [])
     st.session_state[keys.CHAT_KBS] = [n for n in st.session_state[keys.CHAT_KBS] if n in names]
     chosen = st.multiselect(
         t("chat.kbs"), names, key=keys.CHAT_KBS, help=t("chat.kbs.help"), placeholder=t("chat.kbs.none")
+    )
+    demo = bool(spec and spec.demo)
+    mode_key = f"{keys.CHAT_ANSWER_MODE}.{'demo' if demo else 'model'}"
+    keep(mode_key, "quick" if demo else "generate")
+    answer_mode = st.radio(
+        t("chat.answer_mode"),
+        ANSWER_MODES,
+        key=mode_key,
+        format_func=lambda m: t(f"chat.answer_mode.{m}"),
+        help=t("chat.answer_mode.help"),
     )
     with st.expander(t("chat.settings")):
         keep(keys.CHAT_MODE, "hybrid")
@@ -122,9 +138,19 @@ def settings_panel(app: Services, model_defaults: dict) -> ChatChoices:
         )
         keep(keys.CHAT_TOP_K, app.settings.top_k)
         top_k = st.slider(t("chat.top_k"), 1, 12, key=keys.CHAT_TOP_K)
-        keep(keys.CHAT_THRESHOLD, 0.0)
+        keep(keys.CHAT_THRESHOLD_AUTO, True)
+        calibrated = st.toggle(
+            t("chat.threshold.auto"), key=keys.CHAT_THRESHOLD_AUTO, help=t("chat.threshold.auto.help")
+        )
+        keep(keys.CHAT_THRESHOLD, 0.5)
         threshold = st.slider(
-            t("chat.threshold"), 0.0, 1.0, step=0.05, key=keys.CHAT_THRESHOLD, help=t("chat.threshold.help")
+            t("chat.threshold"),
+            0.0,
+            1.0,
+            step=0.05,
+            key=keys.CHAT_THRESHOLD,
+            help=t("chat.threshold.help"),
+            disabled=calibrated,
         )
         rerankers = {r.key: r.name for r in app.rerankers()}
         keep(keys.CHAT_RERANKER, None)
@@ -141,8 +167,6 @@ def settings_panel(app: Services, model_defaults: dict) -> ChatChoices:
         )
         keep(keys.CHAT_REWRITE, True)
         rewrite = st.toggle(t("chat.rewrite"), key=keys.CHAT_REWRITE, help=t("chat.rewrite.help"))
-        keep(keys.CHAT_SOURCES_ONLY, False)
-        sources_only = st.toggle(t("chat.sources_only"), key=keys.CHAT_SOURCES_ONLY)
         keep(keys.CHAT_TEMPERATURE, float(model_defaults.get("temperature", 0.7)))
         temperature = st.slider(t("chat.temperature"), 0.0, 2.0, step=0.05, key=keys.CHAT_TEMPERATURE)
         keep(keys.CHAT_MAX_TOKENS, int(model_defaults.get("max_new_tokens", 512)))
@@ -153,62 +177,48 @@ def settings_panel(app: Services, model_defaults: dict) -> ChatChoices:
         template = st.text_area(t("chat.template"), key=keys.CHAT_TEMPLATE, height=110)
     return ChatChoices(
         kbs=chosen,
-        search=SearchSettings(k=top_k, mode=mode, threshold=threshold, rerank=reranker is not None),
+        search=SearchSettings(
+            k=top_k, mode=mode, threshold=None if calibrated else threshold, rerank=reranker is not None
+        ),
         reranker=reranker,
-        answer=AnswerSettings(lang=lang(), template=template, rewrite=rewrite),
-        sources_only=sources_only,
+        answer=AnswerSettings(
+            lang=lang(),
+            template=template,
+            mode=answer_mode,
+            rewrite=rewrite,
+            can_rewrite=bool(spec and spec.can_rewrite),
+        ),
         generation={**model_defaults, "temperature": temperature, "max_new_tokens": max_new_tokens},
     )
 
 
-def source_records(answer: Answer) -> list[dict]:
-    """The answer's sources as stored with the message."""
-    return [
-        {
-            "rank": hit.rank,
-            "kb": hit.kb.name,
-            "path": hit.chunk.path,
-            "start_line": hit.chunk.start_line,
-            "end_line": hit.chunk.end_line,
-            "heading": hit.chunk.heading,
-            "score": hit.relevance,
-            "text": hit.chunk.text,
-            "url": hit.url,
-            "cited": False,
-        }
-        for hit in answer.hits
-    ]
-
-
-def streamed(app: Services, conversation: Conversation, message: Message, pieces: Iterator[str]) -> Iterator[str]:
-    """Pass the reply through, and save it when it ends or is stopped (with what came so far)."""
-    received: list[str] = []
-    finished = False
-    try:
-        for piece in pieces:
-            received.append(piece)
-            yield piece
-        finished = True
-    finally:
-        message.content = "".join(received) + ("" if finished else f" {t('chat.stopped')}")
-        message.stopped = not finished
-        cited = set(cited_numbers(message.content, len(message.sources)))
-        for source in message.sources:
-            source["cited"] = source["rank"] in cited
-        app.conversations.save(conversation)
-
-
 def render_message(app: Services, conversation: Conversation, index: int, message: Message) -> None:
-    """One message: the text (citations linked to their sources), what was searched, the
-    sources, and thumbs up/down for answers.
+    """One message: the answer as its kind says (written, quoted, nothing fits, sources only),
+    what was searched, the sources, and thumbs up/down for answers.
     """
-    anchors = {s["rank"]: f"#src-{conversation.id}-{index}-{s['rank']}" for s in message.sources}
-    st.markdown(link_citations(message.content, anchors) if message.role == "assistant" else message.content)
     if message.role != "assistant":
+        st.markdown(message.content)
         return
-    if message.question_used:
-        st.caption(plain(t("chat.rewritten", question=message.question_used)))
-    if message.grounded:
+    anchors = {s["rank"]: f"#src-{conversation.id}-{index}-{s['rank']}" for s in message.sources}
+    body = message.shown or message.content
+    if message.kind == "no_match":
+        st.markdown(t("chat.no_match"))
+    elif message.kind == "pending":
+        st.caption(t("chat.pending"))
+    elif message.kind == "sources":
+        st.caption(t("chat.sources_only.done"))
+    elif message.kind == "quick":
+        st.caption(t("chat.quick.label"))
+        st.markdown(link_citations(body, anchors) if body else t("chat.quick.none"))
+    else:
+        stopped = f"\n\n{t('chat.stopped')}" if message.stopped else ""
+        st.markdown(link_citations(close_fences(body), anchors) + stopped)
+        if message.demo:
+            st.caption(plain(t("chat.demo.label", name=message.model)))
+        if message.grounded and message.sources:
+            st.caption(t("chat.citations.legend"))
+    _rewrite_note(message)
+    if message.grounded and message.kind not in {"pending", "no_match"}:
         asked = conversation.messages[index - 1].content if index else ""
         show_sources(message, conversation.id, index, message.question_used or asked)
     feedback_key = f"{keys.CHAT_FEEDBACK}{conversation.id}.{index}"
@@ -219,6 +229,15 @@ def render_message(app: Services, conversation: Conversation, index: int, messag
     if vote != message.feedback:
         app.conversations.set_feedback(conversation.id, index, vote)
         message.feedback = vote
+
+
+def _rewrite_note(message: Message) -> None:
+    if message.question_used:
+        st.caption(plain(t("chat.rewritten", question=message.question_used)))
+    elif message.rewrite and message.rewrite.get("skipped"):
+        output = (message.rewrite.get("output") or "")[:80]
+        reason = t(f"chat.rewrite.reason.{message.rewrite['skipped']}", output=output)
+        st.caption(plain(t("chat.rewrite.skipped", reason=reason)))
 
 
 def show_sources(message: Message, conversation_id: str, index: int, question: str | None = None) -> None:
@@ -233,25 +252,32 @@ def show_sources(message: Message, conversation_id: str, index: int, question: s
         for source in message.sources:
             anchor = f"src-{conversation_id}-{index}-{source['rank']}"
             st.html(f'<span id="{anchor}"></span>')
-            where = f"{source['kb']} / {source['path']}:{source['start_line']}-{source['end_line']}"
+            where = f"{source['kb']} / {source_label(Document('', metadata=source))}"
             label = plain(t("chat.source", rank=source["rank"], label=where))
             if source.get("url"):
                 label = f"[{label}]({source['url']})"
             badges = [t("chat.source.relevance", score=source["score"])]
-            if source.get("cited"):
-                badges.append(f":green-badge[{t('chat.source.cited')}]")
+            if cited := source.get("cited"):
+                colour = "blue" if cited == "matched" else "green"
+                badges.append(f":{colour}-badge[{t(f'chat.source.{cited}')}]")
             st.markdown(f"**{label}** · " + " · ".join(badges), help=t("chat.threshold.help"))
             if source.get("heading"):
                 st.caption(plain(source["heading"]))
-            st.markdown(_highlighted(source["text"], words))
+            st.markdown(_highlighted(source["text"], words, source.get("quotes")))
             with st.popover(t("chat.source.whole")):
                 st.code(source["text"], language=None, wrap_lines=True)
 
 
-def _highlighted(text: str, words: list[str]) -> str:
-    """A snippet as Markdown: document text escaped, the question's words marked."""
+def _highlighted(text: str, words: list[str], quotes: list[list[int]] | None = None) -> str:
+    """A snippet as Markdown: document text escaped, the question's words marked; for a quick
+    answer, the whole passage with the quoted sentences marked instead.
+    """
+    if quotes:
+        pieces = highlights(text, [Quote("", 1, start, end, 0.0) for start, end in quotes], 1)
+    else:
+        pieces = snippet(text, words)
     parts = []
-    for piece, marked in snippet(text, words):
+    for piece, marked in pieces:
         escaped = plain(piece).replace("\n", " ")
         parts.append(f":orange-background[{escaped}]" if marked else escaped)
     return "".join(parts)

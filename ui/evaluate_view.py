@@ -92,7 +92,12 @@ def settings_form(app: Services) -> EvalSettings:
         t("chat.mode"), MODES, key=keys.EVAL_MODE, format_func=lambda m: t(f"chat.mode.{m}"), help=t("chat.mode.help")
     )
     k = k_col.slider(t("chat.top_k"), 1, 12, 4, key=keys.EVAL_TOP_K)
-    threshold = threshold_col.slider(t("chat.threshold"), 0.0, 1.0, 0.0, 0.05, key=keys.EVAL_THRESHOLD)
+    calibrated = threshold_col.toggle(
+        t("chat.threshold.auto"), True, key=keys.EVAL_THRESHOLD_AUTO, help=t("chat.threshold.auto.help")
+    )
+    threshold = threshold_col.slider(
+        t("chat.threshold"), 0.0, 1.0, 0.5, 0.05, key=keys.EVAL_THRESHOLD, disabled=calibrated
+    )
     rerankers = {r.key: r.name for r in app.rerankers()}
     reranker = st.selectbox(
         t("chat.reranker"),
@@ -103,7 +108,7 @@ def settings_form(app: Services) -> EvalSettings:
         placeholder=t("chat.reranker.none"),
     )
     answers = st.toggle(t("eval.answers"), key=keys.EVAL_ANSWERS, disabled=app.models.current is None)
-    return EvalSettings(mode=mode, k=k, threshold=threshold, reranker=reranker, answers=answers)
+    return EvalSettings(mode=mode, k=k, threshold=None if calibrated else threshold, reranker=reranker, answers=answers)
 
 
 def job_panel(app: Services, kb: KnowledgeBase, job: JobState | None) -> None:

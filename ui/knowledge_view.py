@@ -127,9 +127,12 @@ def manage(app: Services, kb: KnowledgeBase) -> None:
         with st.popover(t("kb.delete"), icon=":material/delete:"):
             st.write(t("kb.delete.confirm", name=kb.name, chunks=stats.chunks))
             if st.button(t("kb.delete.yes"), key=keys.KB_DELETE_YES, type="primary"):
-                app.knowledge.delete(kb)
+                kept = app.knowledge.delete(kb)
                 st.toast(t("kb.deleted", name=kb.name))
-                st.rerun()
+                if not kept:
+                    st.rerun()
+                for refusal in kept:  # rare: a copy made by hand or tampered with stays, and says why
+                    st.warning(refusal.message(lang()), icon="⚠️")
 
 
 def sources(app: Services, kb: KnowledgeBase, busy: bool) -> None:
@@ -149,8 +152,12 @@ def sources(app: Services, kb: KnowledgeBase, busy: bool) -> None:
         with remove_col.popover(t("kb.source.remove")):
             st.write(t("kb.source.remove.confirm"))
             if st.button(t("kb.source.remove.yes"), key=keys.KB_REMOVE_SOURCE + source.id, disabled=busy):
-                st.toast(t("kb.source.removed", n=app.knowledge.remove_source(kb, source)))
-                st.rerun()
+                try:
+                    st.toast(t("kb.source.removed", n=app.knowledge.remove_source(kb, source)))
+                except AppError as error:
+                    show_error(error)
+                else:
+                    st.rerun()
 
 
 def add_source(app: Services, kb: KnowledgeBase, busy: bool) -> None:
@@ -197,6 +204,8 @@ def job_panel(app: Services, kb: KnowledgeBase, job: JobState | None) -> None:
         watch(job.id, _describe, t("kb.ingest.running", name=kb.name), cancel_key=keys.KB_CANCEL)
     elif job.status == "failed":
         st.error(t("kb.ingest.failed", error=job.error_message(lang())), icon="⚠️")
+        if app.knowledge.is_empty(kb):
+            st.info(t("kb.ingest.failed.empty", name=kb.name))
     elif job.status in {"cancelled", "interrupted"}:
         st.warning(t(f"kb.ingest.{job.status}"))
     elif job.kind == "ingest":

@@ -58,6 +58,15 @@ def _origin(app: Services, spec: ModelSpec) -> str:
         return t("models.source.embedded")
     if spec.source == "remote":
         return f"{spec.base_url} ({spec.api_model})"
+    if spec.pieces and not spec.local_path:
+        projects = spec.pieces.projects()
+        return t(
+            "models.source.pypi",
+            origin=spec.pieces.origin,
+            sha=spec.pieces.sha256[:12],
+            first=projects[0],
+            count=len(projects),
+        )
     return spec.local_path or spec.hub_id(app.settings.hub) or spec.hf_id or ""
 
 
@@ -77,6 +86,9 @@ def download_panel(app: Services, spec: ModelSpec) -> None:
         st.error(job.error_message(lang()), icon="⚠️")
     elif job and job.status == "cancelled":
         st.warning(t("models.download.cancelled"))
+    if spec.source == "pypi":
+        _pypi_download(app, spec)
+        return
     left, right = st.columns(2)
     hub = left.selectbox(
         t("models.download.hub"),
@@ -112,7 +124,31 @@ def download_panel(app: Services, spec: ModelSpec) -> None:
                 st.rerun()
 
 
+def _pypi_download(app: Services, spec: ModelSpec) -> None:
+    pieces = spec.pieces
+    projects = pieces.projects()
+    st.caption(
+        t(
+            "models.pypi.where",
+            first=projects[0],
+            last=projects[-1],
+            index=app.settings.pypi_index,
+            filename=pieces.filename,
+            sha=pieces.sha256,
+        )
+    )
+    if st.button(t("models.download.button"), key=keys.MODELS_DOWNLOAD, type="primary"):
+        try:
+            app.start_download(spec.key)
+        except AppError as error:
+            show_error(error)
+        else:
+            st.rerun()
+
+
 def _describe_download(job) -> str:
+    if job.message in {"join", "convert"}:
+        return t(f"models.download.step.{job.message}")
     rate = job.rate or 0.0
     return t(
         "models.download.progress",

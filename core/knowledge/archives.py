@@ -12,15 +12,13 @@ import dataclasses
 import io
 import os
 import re
-import shutil
 import stat
-import tempfile
 import unicodedata
-import uuid
 import zipfile
 import zlib
 from pathlib import Path
 
+from core.app_files import AppFiles, write_atomically
 from core.errors import ArchiveRefused
 
 # Small files compress very well without being bombs; only larger ones are held to the ratio limit.
@@ -47,19 +45,22 @@ class SkippedEntry:
 
 
 def save_upload(name: str, data: bytes, dest: Path) -> Path:
-    """Store one uploaded file under ``dest`` with a safe file name (no directories, no traversal); returns its path.
+    """Store one uploaded file in ``dest``, a folder the app created, with a safe file name (no
+    directories, no traversal); returns its path.
 
     A file of the same name is replaced, so uploading a new version updates the source.
     """
     dest.mkdir(parents=True, exist_ok=True)
-    target = dest / _safe_name(name)
-    _write_atomically(target, data)
+    target = dest / safe_name(name)
+    write_atomically(target, data)
     return target
 
 
 def extract_zip(
     archive: Path | bytes,
     dest: Path,
+    *,
+    files: AppFiles,
     max_total_bytes: int = 500_000_000,
     max_files: int = 20_000,
     max_ratio: float = 200.0,
@@ -82,13 +83,12 @@ def extract_zip(
         infos = zf.infolist()
         _check_limits(infos, label, max_total_bytes, max_files, max_ratio)
         planned, skipped = _plan(infos)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}-extracting-", dir=dest.parent))
+        staging = files.scratch_dir(dest.parent, f"{dest.name}-extracting")
         try:
             staged = _stage(zf, planned, staging, label, skipped)
             _move_into(staging, dest, staged, label, skipped)
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            files.remove(staging)
     return skipped
 
 
@@ -207,7 +207,7 @@ def _relative_path(name: str) -> str | None:
     return "/".join(parts)
 
 
-def _safe_name(name: str) -> str:
+def safe_name(name: str) -> str:
     """A file name safe on any system that keeps as much of ``name`` as it can."""
     base = unicodedata.normalize("NFC", name).replace("\\", "/").rsplit("/", 1)[-1]
     base = "".join(ch for ch in base if unicodedata.category(ch)[0] != "C")
@@ -222,12 +222,3 @@ def _safe_name(name: str) -> str:
         stem, dot, suffix = base, "", ""
     keep = _MAX_NAME_BYTES - len(f"{dot}{suffix}".encode())
     return stem.encode()[:keep].decode("utf-8", "ignore") + dot + suffix
-
-
-def _write_atomically(target: Path, data: bytes) -> None:
-    partial = target.with_name(f".upload-{uuid.uuid4().hex[:12]}.part")
-    try:
-        partial.write_bytes(data)
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import shutil
 import time
 import unicodedata
 import uuid
@@ -13,8 +12,9 @@ from typing import Any
 
 import pandas as pd
 
+from core.app_files import AppFiles
 from core.embeddings.pool import EmbeddingPool
-from core.errors import InvalidName, KnowledgeBaseExists, KnowledgeBaseNotFound, StoreDamaged
+from core.errors import InvalidName, KnowledgeBaseExists, KnowledgeBaseNotFound, NotAppCreated, StoreDamaged
 from core.knowledge import vectors
 from core.knowledge.records import ChunkRecord, KnowledgeBase, Records, Source
 from core.knowledge.splitting import SplitterSettings
@@ -57,14 +57,18 @@ class KnowledgeBaseStats:
 class KnowledgeBases:
     """The knowledge bases of one data folder.
 
-    Files of git and upload sources are kept under ``sources_dir``, one folder per source.
+    Files of git and upload sources are kept under ``sources_dir``, one folder per source,
+    created and deleted through ``files``; a folder source is the user's and is only read.
     """
 
-    def __init__(self, records: Records, client: Any, embeddings: EmbeddingPool, sources_dir: Path) -> None:
+    def __init__(
+        self, records: Records, client: Any, embeddings: EmbeddingPool, sources_dir: Path, files: AppFiles
+    ) -> None:
         self.records = records
         self.client = client
         self.embeddings = embeddings
         self.sources_dir = sources_dir
+        self.files = files
 
     def create(self, name: str, embedding: str, splitter: SplitterSettings) -> KnowledgeBase:
         """A new, empty knowledge base; raises if the name is invalid or taken."""
@@ -97,12 +101,17 @@ class KnowledgeBases:
         self.records.rename_kb(kb.id, new_name)
         return self.records.kb_by_id(kb.id)
 
-    def delete(self, kb: KnowledgeBase) -> None:
-        """Remove ``kb``: vectors first, so a crash leaves a record that can be deleted again."""
+    def delete(self, kb: KnowledgeBase) -> list[NotAppCreated]:
+        """Remove ``kb``: its vectors, the app's copies of its git and upload sources, and its
+        records. The folders of folder sources are never touched.
+
+        Vectors go first, so a crash leaves a record that can be deleted again. Returns the
+        app copies that were refused deletion (see :mod:`core.app_files`) and left in place.
+        """
         vectors.drop_collection(self.client, kb.collection)
-        for source in self.records.sources(kb.id):
-            shutil.rmtree(self.source_folder(source), ignore_errors=True)
+        kept = [refusal for source in self.records.sources(kb.id) if (refusal := self._remove_copy(source))]
         self.records.delete_kb(kb.id)
+        return kept
 
     def stats(self, kb: KnowledgeBase) -> KnowledgeBaseStats:
         """Counts of sources, files, chunks and stored vectors, and the space they take."""
@@ -156,14 +165,39 @@ class KnowledgeBases:
         return len(ids)
 
     def remove_source(self, kb: KnowledgeBase, source: Source) -> int:
-        """Remove a source with all its chunks (and the app's copy of its files); returns the count."""
+        """Remove a source's chunks, its record and the app's copy of its files (never the folder
+        of a folder source); returns the number of chunks removed. Raises
+        :class:`NotAppCreated` if the copy is refused deletion; the chunks are gone by then.
+        """
         ids = self.records.chunk_ids_of_source(source.id)
         for start in range(0, len(ids), 5000):
             self.collection(kb).delete(ids=ids[start : start + 5000])
         self.records.delete_source(source.id)
-        if source.kind != "folder":
-            shutil.rmtree(self.source_folder(source), ignore_errors=True)
+        if refusal := self._remove_copy(source):
+            raise refusal
         return len(ids)
+
+    def discard_if_empty(self, kb: KnowledgeBase) -> bool:
+        """Delete ``kb`` (sources and the app's copies included) if it holds no chunks, say
+        because its first ingestion failed; returns whether it did.
+        """
+        if not self.is_empty(kb):
+            return False
+        self.delete(kb)
+        return True
+
+    def is_empty(self, kb: KnowledgeBase) -> bool:
+        """Whether ``kb`` holds no chunks."""
+        return not self.records.chunk_ids_of_kb(kb.id)
+
+    def _remove_copy(self, source: Source) -> NotAppCreated | None:
+        if source.kind == "folder":
+            return None
+        try:
+            self.files.remove(self.source_folder(source))
+        except NotAppCreated as refusal:
+            return refusal
+        return None
 
     def collection(self, kb: KnowledgeBase) -> Any:
         """The raw Chroma collection of ``kb``, for writing vectors computed by ingestion."""

@@ -14,13 +14,13 @@ import dataclasses
 import ipaddress
 import os
 import re
-import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from core.app_files import AppFiles
 from core.errors import AppError, GitFailed, GitMissing, GitTimeout, InvalidGitRef, InvalidGitUrl
 
 _OPTIONS = (
@@ -80,23 +80,25 @@ def check_git_url(url: str) -> str:
     return cleaned
 
 
-def clone(url: str, dest: Path, ref: str | None = None, timeout_s: float = 300) -> str:
+def clone(url: str, dest: Path, ref: str | None = None, timeout_s: float = 300, *, files: AppFiles) -> str:
     """Shallow-clone ``ref`` (branch or tag; default branch if None) of ``url`` into ``dest``; returns the commit sha.
 
-    ``dest`` must not exist or be empty. If the clone fails, a ``dest`` it created is removed.
+    ``dest``, in the data folder of ``files``, must not exist; it is recorded as the app's,
+    and removed again if the clone fails.
     """
     url = check_git_url(url)
     ref = _check_ref(ref)
     branch = ["--branch", ref] if ref else []
-    created = not dest.exists()
+    if dest.exists():
+        raise GitFailed(url=url, detail=f"the folder {dest} already exists")
+    files.claim(dest)
     git = _Git(url, timeout_s)
     try:
         git("clone", "--depth", "1", "--single-branch", "--no-tags", *branch, "--", url, str(dest))
         return _rev(git, dest, "HEAD")
     except AppError:
         # A killed clone leaves its half-written folder behind.
-        if created:
-            shutil.rmtree(dest, ignore_errors=True)
+        files.remove(dest)
         raise
 
 

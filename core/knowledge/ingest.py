@@ -1,10 +1,11 @@
 """Ingest a source's files into a knowledge base, incrementally and safely re-runnable.
 
-Per file, a hash of its bytes (and of the splitter and embedding settings) decides whether
-anything changed. Chunks have deterministic ids, so a chunk already in the store is never
-embedded again and a re-run after a crash or a cancel adds no duplicates. Reading and
-splitting run in a second thread while the main one embeds. Work is written in groups:
-vectors first, then the records, so the records never claim a chunk the store lacks.
+Per file, a hash of its bytes (and of the splitter and embedding settings) and the version
+of the splitting code that cut it decide whether anything changed. Chunks have deterministic
+ids, so a chunk already in the store is never embedded again and a re-run after a crash or a
+cancel adds no duplicates. Reading and splitting run in a second thread while the main one
+embeds. Work is written in groups: vectors first, then the records, so the records never
+claim a chunk the store lacks.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from core.knowledge.loaders import UnsupportedFile, load
 from core.knowledge.reading import UnreadableText
 from core.knowledge.records import ChunkRecord, FileRecord, KnowledgeBase, Source
 from core.knowledge.scanning import FoundFile, SkippedFile, scan_folder
-from core.knowledge.splitting import Piece, embedded_text, split_document
+from core.knowledge.splitting import SPLITTER_VERSION, Piece, embedded_text, split_document
 from core.knowledge.terms import terms
 
 _DONE = object()
@@ -151,7 +152,8 @@ class Ingestion:
             for file in found:
                 if self._stop.is_set():
                     return
-                if self.changed is not None and file.path not in self.changed and file.path in manifest:
+                known = manifest.get(file.path)
+                if self.changed is not None and file.path not in self.changed and known and _current(known):
                     self.report.files_unchanged += 1
                     item = None
                 else:
@@ -167,7 +169,7 @@ class Ingestion:
             data = file.abs_path.read_bytes()
             digest = hashlib.sha256(self.signature.encode() + self.kb.embedding.encode() + data).hexdigest()
             known = manifest.get(file.path)
-            if known and known.sha256 == digest:
+            if known and _current(known) and known.sha256 == digest:
                 self.report.files_unchanged += 1
                 return None
             document = load(file.abs_path, data)
@@ -198,9 +200,10 @@ class Ingestion:
                     piece.heading,
                     piece.text,
                     " ".join(terms(embedded_text(piece))),
+                    *(piece.columns or (None, None)),
                 )
                 chunks[cid] = (record, piece)
-        record = FileRecord(self.source.id, file.path, digest, file.size, len(chunks))
+        record = FileRecord(self.source.id, file.path, digest, file.size, len(chunks), SPLITTER_VERSION)
         return _Pending(record, [c for c, _ in chunks.values()], [embedded_text(p) for _, p in chunks.values()])
 
     def _flush(self, collection, pending: list[_Pending]) -> None:
@@ -277,6 +280,13 @@ class Ingestion:
                 chunks_embedded=self.report.chunks_embedded,
                 skipped=len(self.report.skipped),
             )
+
+
+def _current(known: FileRecord) -> bool:
+    """Whether ``known`` was split by this version of the splitter: an older one may have cut
+    chunks of only markup, or cited two chunks at the same lines.
+    """
+    return known.splitter_version == SPLITTER_VERSION
 
 
 def _lower_priority() -> None:

@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS file (
     size INTEGER NOT NULL,
     n_chunks INTEGER NOT NULL,
     updated REAL NOT NULL,
+    splitter_version INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (source_id, path)
 );
 CREATE TABLE IF NOT EXISTS chunk (
@@ -59,7 +60,9 @@ CREATE TABLE IF NOT EXISTS chunk (
     end_line INTEGER NOT NULL,
     heading TEXT NOT NULL DEFAULT '',
     text TEXT NOT NULL,
-    terms TEXT NOT NULL DEFAULT ''
+    terms TEXT NOT NULL DEFAULT '',
+    start_col INTEGER,
+    end_col INTEGER
 );
 CREATE INDEX IF NOT EXISTS chunk_by_file ON chunk (source_id, path, seq);
 CREATE INDEX IF NOT EXISTS chunk_by_kb ON chunk (kb_id);
@@ -73,6 +76,13 @@ CREATE TRIGGER IF NOT EXISTS chunk_fts_delete AFTER DELETE ON chunk BEGIN
     INSERT INTO chunk_fts(chunk_fts, rowid, terms) VALUES ('delete', old.rowid, old.terms);
 END;
 """
+# Columns added since the first release, as (table, column, declaration): databases made
+# before them get them on opening, so they stay readable.
+_ADDED_COLUMNS = [
+    ("file", "splitter_version", "INTEGER NOT NULL DEFAULT 0"),
+    ("chunk", "start_col", "INTEGER"),
+    ("chunk", "end_col", "INTEGER"),
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,18 +119,26 @@ class Source:
 
 @dataclasses.dataclass(frozen=True)
 class FileRecord:
-    """What was ingested from one file, to tell later whether it changed."""
+    """What was ingested from one file, to tell later whether it changed.
+
+    ``splitter_version`` is the version of the splitting code that cut it (0: cut before versions were recorded).
+    """
 
     source_id: str
     path: str
     sha256: str
     size: int
     n_chunks: int
+    splitter_version: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
 class ChunkRecord:
-    """One stored chunk with where it came from."""
+    """One stored chunk with where it came from.
+
+    ``start_col`` and ``end_col`` are set only where another chunk of the file spans the same
+    lines, so that a citation tells the two apart.
+    """
 
     id: str
     kb_id: str
@@ -132,6 +150,8 @@ class ChunkRecord:
     heading: str
     text: str
     terms: str = ""
+    start_col: int | None = None
+    end_col: int | None = None
 
 
 class Records:
@@ -158,6 +178,7 @@ class Records:
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
+            _add_missing_columns(db)
             problem = db.execute("PRAGMA quick_check").fetchone()[0]
             if problem != "ok":
                 raise sqlite3.DatabaseError(problem)
@@ -305,7 +326,12 @@ class Records:
         """Manifest of a source's ingested files, by path."""
         with self.connect() as db:
             rows = db.execute("SELECT * FROM file WHERE source_id = ?", (source_id,)).fetchall()
-        return {r["path"]: FileRecord(r["source_id"], r["path"], r["sha256"], r["size"], r["n_chunks"]) for r in rows}
+        return {
+            r["path"]: FileRecord(
+                r["source_id"], r["path"], r["sha256"], r["size"], r["n_chunks"], r["splitter_version"]
+            )
+            for r in rows
+        }
 
     def chunk_ids(self, source_id: str, paths: list[str]) -> dict[str, list[str]]:
         """Ids of the stored chunks of ``paths``, by path."""
@@ -323,11 +349,13 @@ class Records:
             for record, chunks in files:
                 db.execute("DELETE FROM chunk WHERE source_id = ? AND path = ?", (source_id, record.path))
                 db.executemany(
-                    "INSERT INTO chunk VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [dataclasses.astuple(c) for c in chunks]
+                    f"INSERT INTO chunk ({_CHUNK_COLUMNS}) VALUES ({_CHUNK_MARKS})",  # noqa: S608
+                    [dataclasses.astuple(c) for c in chunks],
                 )
                 db.execute(
-                    "INSERT OR REPLACE INTO file VALUES (?, ?, ?, ?, ?, ?)",
-                    (source_id, record.path, record.sha256, record.size, record.n_chunks, now),
+                    "INSERT OR REPLACE INTO file (source_id, path, sha256, size, n_chunks, updated, splitter_version) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (source_id, record.path, record.sha256, record.size, record.n_chunks, now, record.splitter_version),
                 )
             db.execute("UPDATE kb SET updated = ? WHERE id = ?", (now, kb_id))
 
@@ -383,6 +411,25 @@ class Records:
         with self.connect() as db:
             rows = db.execute(f"SELECT * FROM chunk WHERE id IN ({marks})", ids).fetchall()  # noqa: S608
         return {r["id"]: ChunkRecord(**dict(r)) for r in rows}
+
+
+_CHUNK_COLUMNS = ", ".join(f.name for f in dataclasses.fields(ChunkRecord))
+_CHUNK_MARKS = ", ".join("?" * len(dataclasses.fields(ChunkRecord)))
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    # Names come from _ADDED_COLUMNS only; SQLite takes no placeholders for them.
+    for table, column, declaration in _ADDED_COLUMNS:
+        present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        if column in present:
+            continue
+        try:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+        except sqlite3.OperationalError as exc:
+            # Another process opening the same database may have added it a moment ago: that
+            # is no damage, and must not set the database aside as damaged.
+            if "duplicate column" not in str(exc):
+                raise
 
 
 def _source(row: sqlite3.Row) -> Source:

@@ -9,14 +9,13 @@ own copy, with unsafe archive entries refused.
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import time
 import uuid
 from pathlib import Path
 
 from core.errors import FolderNotFound
 from core.knowledge import git_source
-from core.knowledge.archives import extract_zip, save_upload
+from core.knowledge.archives import extract_zip, safe_name, save_upload
 from core.knowledge.bases import KnowledgeBases
 from core.knowledge.records import KnowledgeBase, Source
 from core.knowledge.scanning import SkippedFile
@@ -87,12 +86,13 @@ def prepare(bases: KnowledgeBases, kb: KnowledgeBase, item: SourceInput, git_tim
             return _git(bases, _record(bases, kb, "git", url, ref), git_timeout_s)
         case UploadInput(files):
             source = _record(bases, kb, "upload", UPLOADS)
-            root = bases.source_folder(source)
+            root = bases.files.make_dir(bases.source_folder(source))
             refused: list[SkippedFile] = []
             for name, data in files:
                 if name.lower().endswith(".zip"):
-                    target = root / Path(name).stem
-                    entries = extract_zip(data, target)
+                    # A safe name keeps "...zip" (stem "..") from unpacking beside the other sources.
+                    target = root / safe_name(Path(name).stem)
+                    entries = extract_zip(data, target, files=bases.files)
                     refused += [SkippedFile(f"{name}/{e.name}", e.reason) for e in entries]
                 else:
                     save_upload(name, data, root)
@@ -118,13 +118,13 @@ def _record(bases: KnowledgeBases, kb: KnowledgeBase, kind: str, location: str, 
 def _git(bases: KnowledgeBases, source: Source, timeout_s: float) -> Prepared:
     folder = bases.source_folder(source)
     if not (folder / ".git").is_dir():
-        shutil.rmtree(folder, ignore_errors=True)
+        bases.files.remove(folder)  # what an earlier, killed clone left
         try:
-            commit = git_source.clone(source.location, folder, source.ref, timeout_s)
+            commit = git_source.clone(source.location, folder, source.ref, timeout_s, files=bases.files)
         except Exception:
             if source.updated is None:  # never ingested: forget the half-made source
                 bases.records.delete_source(source.id)
-            shutil.rmtree(folder, ignore_errors=True)
+            bases.files.remove(folder)
             raise
         return Prepared(source, folder, commit=commit)
     old, new, changes = git_source.update(folder, source.ref, timeout_s)

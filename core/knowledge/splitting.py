@@ -5,11 +5,15 @@ sections at its headings first; each chunk remembers the heading path it sits un
 cut at class and function boundaries of its language; prose at paragraphs, lines and sentence
 ends, Chinese punctuation included. Chunk size is counted in characters or in the embedding
 model's tokens, and a chunk is never longer than the model reads: longer ones are cut again.
+A chunk of nothing but markup (a lone code fence, a heading, a title's underline) is merged
+into a neighbour, and chunks that span the same lines also know their columns, so no two
+chunks of a file are cited at the same place.
 """
 
 from __future__ import annotations
 
 import bisect
+import collections
 import dataclasses
 import json
 import re
@@ -18,12 +22,27 @@ from typing import Literal
 
 from langchain_text_splitters import Language, RecursiveCharacterTextSplitter
 
+from core.knowledge.chunk_content import FENCE, has_content
+
+SPLITTER_VERSION = 2
+"""Raised whenever a change here changes the chunks of unchanged text and settings: files
+split by an older version are split again on the next refresh of their knowledge base."""
+
 # Paragraphs, lines, then sentence ends: Chinese full-width punctuation needs no trailing
 # space, English sentence ends do (so "3.5" and "e.g." stay whole).
 PROSE_SEPARATORS = ["\n\n", "\n", "。", "！", "？", "；", ". ", "! ", "? ", "; ", "，", ", ", "、", " ", ""]
 _SENTENCE_TAIL = [re.escape(s) for s in PROSE_SEPARATORS[2:]]
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
-_FENCE = re.compile(r"^\s*(```|~~~)")
+_FENCE_MARK = re.compile(r"^[ \t]*(```|~~~)", re.MULTILINE)
+# LangChain cuts rst right before an underline, parting a title from it; these cut before the
+# title (and its overline, if any) instead.
+_RST_SEPARATORS = [
+    *(rf"\n(?=(?:{mark}{{3,}}\n)?[^\n]+\n{mark}{{3,}}(?:\n|$))" for mark in ("=", "-", r"\*", "~", r"\^", "#")),
+    r"\n\n(?=\.\. )",
+    "\n\n",
+    "\n",
+]
+_MARKUP_LANGUAGES = frozenset({"markdown", "rst"})
 
 TokenCounter = Callable[[str], int]
 
@@ -46,12 +65,18 @@ class SplitterSettings:
 
 @dataclasses.dataclass(frozen=True)
 class Piece:
-    """A chunk with its 1-based first and last line in the document and its heading path."""
+    """A chunk with its 1-based first and last line in the document and its heading path.
+
+    ``start`` is its character offset in the document. ``columns`` (its 1-based first and last
+    column) is set only where another chunk spans the same lines, to tell the two apart.
+    """
 
     text: str
     start_line: int
     end_line: int
     heading: str = ""
+    start: int = 0
+    columns: tuple[int, int] | None = None
 
 
 def split_document(
@@ -64,7 +89,8 @@ def split_document(
     r"""Chunks of ``text``: Markdown by sections, code by ``language``, anything else as prose.
 
     With ``count_tokens`` and ``max_tokens``, no chunk (heading path included, as it is
-    embedded with the chunk) is longer than ``max_tokens``.
+    embedded with the chunk) is longer than ``max_tokens``. A chunk grows past the chunk size
+    only by taking in markup, and then to twice the size at most.
 
     >>> doc = "# Guide\n\nIntro.\n\n## Install\n\npip install x\n"
     >>> [(p.heading, p.start_line) for p in split_document(doc, SplitterSettings(40, 0), "markdown")]
@@ -72,17 +98,28 @@ def split_document(
     """
     length = count_tokens if settings.unit == "tokens" and count_tokens else len
     splitter = _splitter(settings, language, length)
+    # Chunks overlap by at most this many characters (unknown when sizes count tokens).
+    overlap = _overlap(settings) if length is len else None
     newlines = [i for i, ch in enumerate(text) if ch == "\n"]
     pieces: list[Piece] = []
     for offset, section, heading in _sections(text, language):
         # Every chunk of a section is checked against the budget left after its heading.
         heading_tokens = count_tokens(heading) if count_tokens and heading else 0
-        for chunk in splitter.create_documents([section]):
-            start = offset + chunk.metadata["start_index"]
-            pieces.extend(
-                _clamp(chunk.page_content, start, heading, heading_tokens, newlines, count_tokens, max_tokens)
-            )
-    return pieces
+        chunks = splitter.split_text(section)
+        for chunk, at in zip(chunks, _starts(section, chunks, overlap), strict=True):
+            pieces.extend(_clamp(chunk, offset + at, heading, heading_tokens, newlines, count_tokens, max_tokens))
+
+    def fits(piece: Piece) -> bool:
+        # Markup is short, so even a full neighbour takes it in; the bound only stops a long
+        # run of markup (a wide table's border) from making a chunk more than twice the size.
+        if length(piece.text) > 2 * settings.chunk_size:
+            return False
+        if not (count_tokens and max_tokens):
+            return True
+        heading_tokens = count_tokens(piece.heading) if piece.heading else 0
+        return count_tokens(piece.text) <= max(max_tokens - heading_tokens, 16)
+
+    return _with_columns(_absorb_markup(text, pieces, language, newlines, fits), newlines)
 
 
 def embedded_text(piece: Piece) -> str:
@@ -94,9 +131,14 @@ def embedded_text(piece: Piece) -> str:
     return f"{piece.heading}\n{piece.text}" if piece.heading else piece.text
 
 
+def _overlap(settings: SplitterSettings) -> int:
+    return min(settings.chunk_overlap, settings.chunk_size // 2)
+
+
 def _splitter(settings: SplitterSettings, language: str | None, length: Callable[[str], int]):
-    overlap = min(settings.chunk_overlap, settings.chunk_size // 2)
-    if language and language in {lang.value for lang in Language}:
+    if language == "rst":
+        separators, regex = [*_RST_SEPARATORS, *_SENTENCE_TAIL, ""], True
+    elif language and language in {lang.value for lang in Language}:
         separators = RecursiveCharacterTextSplitter.get_separators_for_language(Language(language))
         # Before the last resort (single characters), try sentence ends, Chinese ones included.
         separators = [*separators[:-1], *_SENTENCE_TAIL, ""]
@@ -105,13 +147,31 @@ def _splitter(settings: SplitterSettings, language: str | None, length: Callable
         separators, regex = PROSE_SEPARATORS, False
     return RecursiveCharacterTextSplitter(
         chunk_size=settings.chunk_size,
-        chunk_overlap=overlap,
+        chunk_overlap=_overlap(settings),
         separators=separators,
         is_separator_regex=regex,
         keep_separator="end" if not regex else "start",
-        add_start_index=True,
         length_function=length,
     )
+
+
+def _starts(section: str, chunks: list[str], overlap: int | None) -> list[int]:
+    """Where each of the consecutive ``chunks`` (overlapping by at most ``overlap`` characters,
+    if known) starts in ``section``.
+
+    LangChain's own ``start_index`` searches from a bound so loose that it finds an earlier copy
+    of a repeated line. Each chunk also reaches past the end of the one before, which pins it.
+    """
+    starts: list[int] = []
+    start = end = 0
+    for chunk in chunks:
+        bounds = [start + 1, end - len(chunk) + 1, end - overlap if overlap is not None else 0]
+        found = section.find(chunk, max(bounds)) if starts else section.find(chunk)
+        if found < 0:  # nothing but whitespace was new: the chunk repeats the end of the one before
+            found = section.find(chunk, start)
+        starts.append(found)
+        start, end = found, found + len(chunk)
+    return starts
 
 
 def _sections(text: str, language: str | None) -> list[tuple[int, str, str]]:
@@ -122,7 +182,7 @@ def _sections(text: str, language: str | None) -> list[tuple[int, str, str]]:
     path: list[tuple[int, str]] = []
     start, heading, offset, fenced = 0, "", 0, False
     for line in text.splitlines(keepends=True):
-        if _FENCE.match(line):
+        if FENCE.match(line):
             fenced = not fenced
         match = None if fenced else _HEADING.match(line.rstrip("\n"))
         if match:
@@ -151,15 +211,75 @@ def _clamp(
     parts = [(text, start)]
     if count_tokens and max_tokens:
         parts = _fit(text, start, max(max_tokens - heading_tokens, 16), count_tokens)
+    return [_piece(part, at, heading, newlines) for part, at in parts]
+
+
+def _piece(text: str, start: int, heading: str, newlines: list[int]) -> Piece:
+    first = bisect.bisect_left(newlines, start) + 1
+    last = bisect.bisect_left(newlines, max(start, start + len(text) - 1)) + 1
+    return Piece(text, first, last, heading, start)
+
+
+def _absorb_markup(
+    text: str, pieces: list[Piece], language: str | None, newlines: list[int], fits: Callable[[Piece], bool]
+) -> list[Piece]:
+    """``pieces`` with each one of only markup merged into a neighbour.
+
+    Headings, titles and opening fences join the chunk after them, closing fences and tags the
+    chunk before; the other neighbour is the fallback. A piece neither neighbour has room for
+    is dropped: it holds nothing a question could be about.
+    """
+    markup = language in _MARKUP_LANGUAGES
+    fences = [m.start(1) for m in _FENCE_MARK.finditer(text)] if markup else []
+
+    def fenced(at: int) -> bool:
+        return bisect.bisect_left(fences, at) % 2 == 1
+
+    kept: list[Piece] = []
+    waiting = collections.deque(pieces)
+    while waiting:
+        piece = waiting.popleft()
+        if has_content(piece.text, markup, fenced(piece.start)):
+            kept.append(piece)
+            continue
+        after = _span(text, piece, waiting[0], waiting[0].heading, newlines) if waiting else None
+        before = _span(text, kept[-1], piece, kept[-1].heading, newlines) if kept else None
+        forward = not _closes(piece.text, fenced(piece.start + len(piece.text)))
+        for merged in (after, before) if forward else (before, after):
+            if merged is not None and fits(merged):
+                # Checked again: joined markup may turn a neighbour's last line into a title.
+                (waiting.popleft if merged is after else kept.pop)()
+                waiting.appendleft(merged)
+                break
+    return kept
+
+
+def _span(text: str, first: Piece, second: Piece, heading: str, newlines: list[int]) -> Piece:
+    """One piece from the start of ``first`` to the end of whichever of the two ends later."""
+    end = max(first.start + len(first.text), second.start + len(second.text))
+    return _piece(text[first.start : end], first.start, heading, newlines)
+
+
+def _closes(text: str, fenced_after: bool) -> bool:
+    """Whether markup ``text`` ends by closing something: a code fence, a tag or a comment."""
+    last = text.rstrip().rsplit("\n", 1)[-1].strip()
+    return (bool(FENCE.match(last)) and not fenced_after) or last.startswith("</") or last.endswith("-->")
+
+
+def _with_columns(pieces: list[Piece], newlines: list[int]) -> list[Piece]:
+    """``pieces``, with columns for those that span the same lines as another one."""
+    spans = collections.Counter((p.start_line, p.end_line) for p in pieces)
     return [
-        Piece(
-            part,
-            bisect.bisect_left(newlines, at) + 1,
-            bisect.bisect_left(newlines, max(at, at + len(part) - 1)) + 1,
-            heading,
-        )
-        for part, at in parts
+        dataclasses.replace(p, columns=(_column(p.start, newlines), _column(p.start + len(p.text) - 1, newlines)))
+        if spans[p.start_line, p.end_line] > 1
+        else p
+        for p in pieces
     ]
+
+
+def _column(offset: int, newlines: list[int]) -> int:
+    line = bisect.bisect_left(newlines, offset)
+    return offset - (newlines[line - 1] + 1 if line else 0) + 1
 
 
 def _fit(text: str, start: int, budget: int, count_tokens: TokenCounter) -> list[tuple[str, int]]:

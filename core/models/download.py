@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Protocol
 
+from core.app_files import AppFiles
 from core.errors import DownloadCorrupt, HubUnreachable, NotEnoughDisk
 from core.jobs import JobContext
 from core.models.hubs import HubClient, RemoteFile
@@ -83,10 +84,20 @@ def is_complete(folder: Path) -> bool:
     return (folder / COMPLETE_MARKER).is_file()
 
 
-def download(spec: Downloadable, client: HubClient, repo_id: str, folder: Path, ctx: JobContext | None = None) -> dict:
-    """Fetch repository ``repo_id`` of ``spec`` from ``client``'s hub into ``folder``."""
+def download(
+    spec: Downloadable,
+    client: HubClient,
+    repo_id: str,
+    folder: Path,
+    ctx: JobContext | None = None,
+    *,
+    app_files: AppFiles,
+) -> dict:
+    """Fetch repository ``repo_id`` of ``spec`` from ``client``'s hub into ``folder``, a folder
+    inside the data folder that is recorded as the app's (so that deleting it is allowed).
+    """
     files = select_files(client.list_files(repo_id, spec.revision))
-    folder.mkdir(parents=True, exist_ok=True)
+    app_files.make_dir(folder)
     have = {f.path: _present_bytes(folder, f) for f in files}
     total = sum(f.size for f in files)
     already = sum(have.values())
@@ -95,7 +106,7 @@ def download(spec: Downloadable, client: HubClient, repo_id: str, folder: Path, 
     for file in files:
         if have[file.path] == file.size and (folder / file.path).is_file():
             continue
-        _fetch(client, repo_id, spec.revision, file, folder, progress)
+        _fetch(client, repo_id, spec.revision, file, folder, progress, app_files)
     (folder / COMPLETE_MARKER).write_text(
         json.dumps({"repo": repo_id, "hub": client.name, "files": len(files), "bytes": total, "at": time.time()}),
         encoding="utf-8",
@@ -103,9 +114,9 @@ def download(spec: Downloadable, client: HubClient, repo_id: str, folder: Path, 
     return {"files": len(files), "bytes": total, "resumed_from": already}
 
 
-def delete(folder: Path) -> None:
-    """Remove a downloaded model's folder."""
-    shutil.rmtree(folder, ignore_errors=True)
+def delete(folder: Path, app_files: AppFiles) -> None:
+    """Remove a downloaded model's folder; raises :class:`NotAppCreated` for one the app did not create."""
+    app_files.remove(folder)
 
 
 class _Progress:
@@ -144,7 +155,13 @@ def _check_disk(spec: Downloadable, folder: Path, remaining: int) -> None:
 
 
 def _fetch(
-    client: HubClient, repo_id: str, revision: str | None, file: RemoteFile, folder: Path, progress: _Progress
+    client: HubClient,
+    repo_id: str,
+    revision: str | None,
+    file: RemoteFile,
+    folder: Path,
+    progress: _Progress,
+    app_files: AppFiles,
 ) -> None:
     final = folder / file.path
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -152,7 +169,7 @@ def _fetch(
     for attempt in range(_RETRIES):
         offset = part.stat().st_size if part.is_file() else 0
         if offset > file.size:
-            part.unlink()
+            app_files.remove(part)
             offset = 0
         try:
             _stream_into(client, repo_id, revision, file, part, offset, progress)
@@ -161,7 +178,7 @@ def _fetch(
             if attempt == _RETRIES - 1:
                 raise
             time.sleep(1 + attempt)  # a dropped connection mid-file: resume from the .part
-    _verify(file, part)
+    _verify(file, part, app_files)
     os.replace(part, final)
 
 
@@ -186,10 +203,10 @@ def _stream_into(
         stream.close()
 
 
-def _verify(file: RemoteFile, part: Path) -> None:
+def _verify(file: RemoteFile, part: Path, app_files: AppFiles) -> None:
     size = part.stat().st_size
     if size != file.size:
-        part.unlink()
+        app_files.remove(part)
         raise DownloadCorrupt(path=file.path, detail=f"{size} bytes instead of {file.size}")
     if file.sha256:
         digest = hashlib.sha256()
@@ -197,5 +214,5 @@ def _verify(file: RemoteFile, part: Path) -> None:
             for block in iter(lambda: handle.read(1 << 22), b""):
                 digest.update(block)
         if digest.hexdigest() != file.sha256.lower():
-            part.unlink()
+            app_files.remove(part)
             raise DownloadCorrupt(path=file.path, detail="SHA-256 mismatch")

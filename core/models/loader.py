@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+from core.app_files import AppFiles
+from core.embeddings.st_embeddings import cpu_has_native_bf16
 from core.errors import (
     EmbeddedModelMissing,
     ModelLoadFailed,
@@ -78,6 +80,8 @@ def is_downloaded(spec: ModelSpec, settings: Settings) -> bool:
     folder = model_folder(spec, settings)
     if spec.local_path:
         return (folder / "config.json").is_file()
+    if spec.source == "pypi":
+        return embedded.is_converted(folder)
     return download.is_complete(folder)
 
 
@@ -114,7 +118,10 @@ def quantization_available() -> bool:
 
 
 def pick_dtype(spec: ModelSpec, device: str, requested: str = "auto") -> str:
-    """bfloat16 on GPUs that have it, float16 on older GPUs and MPS, float32 on the CPU."""
+    """bfloat16 on GPUs that have it, float16 on older GPUs and MPS; on the CPU bfloat16 for
+    models published in it where the CPU computes it in hardware (half the memory, and faster
+    there), else float32.
+    """
     import torch
 
     if requested != "auto":
@@ -123,7 +130,7 @@ def pick_dtype(spec: ModelSpec, device: str, requested: str = "auto") -> str:
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
     if device == "mps":
         return "float16"
-    return "float32"
+    return "bfloat16" if spec.dtype == "bfloat16" and cpu_has_native_bf16() else "float32"
 
 
 def load(spec: ModelSpec, settings: Settings, options: LoadOptions, progress: Progress | None = None) -> LoadedModel:
@@ -134,7 +141,7 @@ def load(spec: ModelSpec, settings: Settings, options: LoadOptions, progress: Pr
         raise RemoteCodeNotAllowed(name=spec.name)
     if spec.source == "embedded":
         report("convert")
-        folder = embedded.ensure_converted(model_folder(spec, settings))
+        folder = embedded.ensure_converted(model_folder(spec, settings), AppFiles(settings.data_dir))
     else:
         folder = model_folder(spec, settings)
         if not is_downloaded(spec, settings):

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import threading
 from pathlib import Path
 
+from core.app_files import write_atomically
 from core.errors import UnknownModel
 from core.models.catalog import BUILTIN_MODELS
-from core.models.spec import GenerationDefaults, ModelSpec
+from core.models.spec import GenerationDefaults, ModelSpec, PypiPieces
 
 
 class ModelRegistry:
@@ -66,13 +66,12 @@ class ModelRegistry:
 
     def _write(self, rows: list[ModelSpec]) -> None:
         self._file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._file.with_suffix(".tmp")
-        tmp.write_text(json.dumps([dataclasses.asdict(s) for s in rows], ensure_ascii=False, indent=1), "utf-8")
-        os.replace(tmp, self._file)
+        write_atomically(self._file, json.dumps([dataclasses.asdict(s) for s in rows], ensure_ascii=False, indent=1))
 
 
 def _from_dict(row: dict) -> ModelSpec:
     row = dict(row)
     row["defaults"] = GenerationDefaults(**row.get("defaults", {}))
     row["stop_tokens"] = tuple(row.get("stop_tokens", ()))
+    row["pieces"] = PypiPieces(**row["pieces"]) if row.get("pieces") else None
     return ModelSpec(**row)

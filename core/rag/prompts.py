@@ -27,15 +27,23 @@ QA_TEMPLATE_EN = "Sources:\n{context}\n\nQuestion: {question}"
 CHAT_SYSTEM_PROMPT_ZH = "你是一个乐于助人的助手。回答要准确、简洁。"
 CHAT_SYSTEM_PROMPT_EN = "You are a helpful assistant. Answer accurately and concisely."
 
+# One example shows the output's shape, since small models otherwise answer the question; its
+# subject is far from any knowledge base so that it is not copied into rewrites.
 CONDENSE_QUESTION_PROMPT_ZH = (
-    "下面是一段对话和一个后续问题。请把后续问题改写成一个独立、完整的问题，使其不看对话也能理解"
-    "（补全其中指代的对象）。只输出改写后的问题，不要回答它。\n\n对话：\n{history}\n\n后续问题：{question}\n\n独立问题："
+    "下面是一段对话和一个后续问题。请把后续问题改写成一个独立、完整的问题，使其不看对话也能理解：把“它”“这个”“该”等指代词换成所指的对象，补全省略的部分。"
+    "只输出一行改写后的问题，以问号结尾；不要回答它，不要解释。\n\n"
+    "示例：\n用户: 大熊猫吃什么？\n助手: 主要吃竹子。\n后续问题：它们生活在哪里？\n独立问题：大熊猫生活在哪里？\n\n"
+    "对话：\n{history}\n\n后续问题：{question}\n独立问题："
 )
 CONDENSE_QUESTION_PROMPT_EN = (
     "Below are a conversation and a follow-up question. Rewrite the follow-up question as a "
-    "standalone question that can be understood without the conversation (spell out what it "
-    "refers to). Write only the rewritten question, in the language of the follow-up question; "
-    "do not answer it.\n\nConversation:\n{history}\n\nFollow-up question: {question}\n\nStandalone question:"
+    "standalone question that can be understood without the conversation: replace words such as "
+    '"it", "this" or "they" with what they refer to, and fill in what is left out. Write only the '
+    "rewritten question, on one line, ending with a question mark, in the language of the "
+    "follow-up question; do not answer it or explain.\n\n"
+    "Example:\nUser: What do giant pandas eat?\nAssistant: Mostly bamboo.\n"
+    "Follow-up question: Where do they live?\nStandalone question: Where do giant pandas live?\n\n"
+    "Conversation:\n{history}\n\nFollow-up question: {question}\nStandalone question:"
 )
 
 NO_CONTEXT_ZH = "（没有找到相关资料）"

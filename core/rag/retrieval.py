@@ -1,11 +1,17 @@
 """Find the chunks that answer a question, across one or more knowledge bases.
 
-Modes: ``dense`` (nearest vectors), ``mmr`` (nearest, then diverse), ``keyword`` (BM25 over
-jieba-cut words), ``hybrid`` (dense and keyword lists fused by their relative scores, the
-default) and ``rrf`` (the same lists fused by reciprocal rank). Whatever the mode, each hit's
-``relevance`` is the same thing: the cosine similarity of the chunk to the question, mapped by
-its embedding model's calibration onto 0..1, so the threshold and the scores users see mean
-the same in every mode. An optional cross-encoder reranker re-orders the candidates.
+Modes: ``hybrid`` (dense and keyword candidates ordered by one relevance that weighs both, the
+default), ``dense`` (nearest vectors), ``mmr`` (nearest, then diverse), ``keyword`` (BM25 over
+jieba-cut words) and ``rrf`` (the dense and keyword lists fused by reciprocal rank).
+
+Relevance is one 0..1 number per chunk and question, from its embedding model's row
+(:meth:`EmbeddingSpec.relevance`): absolute, so it can be compared across questions and cut at a
+floor, and strictly increasing in its evidence, so different scores never tie at 1. Each mode
+counts the evidence it searched with: hybrid and rrf the cosine and the BM25 score, dense and mmr
+the cosine only, keyword the BM25 score only. Hybrid, dense and keyword lists are ordered by
+that relevance; mmr and rrf keep their own order, by design not the relevance. Chunks below the
+threshold are left out: by default each model's ``relevance_floor``, calibrated so off-topic
+questions find nothing. An optional cross-encoder reranker re-orders the kept chunks.
 """
 
 from __future__ import annotations
@@ -35,9 +41,22 @@ class SearchSettings:
 
     k: int = 4
     mode: SearchMode = "hybrid"
-    threshold: float = 0.0
+    threshold: float | None = None  # None: each embedding model's calibrated relevance_floor
     rerank: bool = False
     depth: int = 20
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """A chunk the mode's searches found: its cosine similarity to the question, its BM25 score
+    (None where keyword search did not find it or did not run) and the relevance they give.
+    """
+
+    chunk_id: str
+    kb: KnowledgeBase
+    cosine: float
+    bm25: float | None
+    relevance: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +94,8 @@ class Hit:
                 "path": c.path,
                 "start_line": c.start_line,
                 "end_line": c.end_line,
+                "start_col": c.start_col,
+                "end_col": c.end_col,
                 "heading": c.heading,
                 "score": self.relevance,
                 "rank": self.rank,
@@ -92,6 +113,26 @@ class Searcher:
 
     def search(self, query: str, kbs: Sequence[KnowledgeBase], settings: SearchSettings) -> list[Hit]:
         """The best ``settings.k`` chunks for ``query``, best first, at or above the threshold."""
+        found = self.candidates(query, kbs, settings)[: settings.depth]
+        kept = [c for c in found if c.relevance >= self._floor(c.kb, settings)]
+        records = self.bases.records.chunks_by_id([c.chunk_id for c in kept])
+        kept = [c for c in kept if c.chunk_id in records]  # a vector whose record is gone is ignored
+        if settings.rerank and self.reranker is not None and kept:
+            scores = self.reranker.predict([(query, records[c.chunk_id].text) for c in kept])
+            kept = [c for _, c in sorted(zip(scores, kept, strict=True), key=lambda pair: -pair[0])]
+        sources: dict[str, Source] = {}
+        hits = []
+        for c in kept[: settings.k]:
+            record = records[c.chunk_id]
+            if record.source_id not in sources:
+                sources[record.source_id] = self.bases.records.source(record.source_id)
+            hits.append(Hit(record, c.kb, sources[record.source_id], c.relevance, len(hits) + 1))
+        return hits
+
+    def candidates(self, query: str, kbs: Sequence[KnowledgeBase], settings: SearchSettings) -> list[Candidate]:
+        """Every chunk the mode's searches found, in the mode's order, with its evidence; no
+        threshold applied (bench/calibrate_guard.py fits the relevance on these).
+        """
         if not kbs or not query.strip():
             return []
         vectors = {key: self._query_vector(key, query) for key in {kb.embedding for kb in kbs}}
@@ -99,40 +140,35 @@ class Searcher:
         owner: dict[str, KnowledgeBase] = {}
         dense: list[str] = []
         if settings.mode != "keyword":
-            dense = self._dense(query, kbs, vectors, settings, cosines, owner)
+            dense = self._dense(kbs, vectors, settings, cosines, owner)
         keyword: list[tuple[str, float]] = []
         if settings.mode in {"hybrid", "rrf", "keyword"}:
             keyword = self._keyword(query, kbs, settings.depth, owner)
-        if settings.mode == "hybrid":
-            ranked = _fuse([[(cid, cosines[cid]) for cid in dense], keyword])
+        bm25 = dict(keyword)
+        ids = list(dict.fromkeys([*dense, *bm25]))
+        self._fill_cosines(ids, vectors, cosines, owner)
+        found = {cid: self._candidate(cid, owner[cid], cosines[cid], bm25.get(cid), settings.mode) for cid in ids}
+        if settings.mode == "mmr":
+            order = dense
         elif settings.mode == "rrf":
-            ranked = _rank_fuse([dense, [cid for cid, _ in keyword]])
+            order = _rank_fuse([dense, list(bm25)])
         else:
-            ranked = dense or [cid for cid, _ in keyword]
-        self._fill_cosines(ranked[: settings.depth], vectors, cosines, owner)
-        relevance = {cid: self._relevance(owner[cid], cosines.get(cid, 0.0)) for cid in ranked}
-        kept = [cid for cid in ranked[: settings.depth] if relevance[cid] >= settings.threshold]
-        records = self.bases.records.chunks_by_id(kept)
-        kept = [cid for cid in kept if cid in records]  # a vector whose record is gone is ignored
-        if settings.rerank and self.reranker is not None and kept:
-            scores = self.reranker.predict([(query, records[cid].text) for cid in kept])
-            kept = [cid for _, cid in sorted(zip(scores, kept, strict=True), key=lambda pair: -pair[0])]
-        sources: dict[str, Source] = {}
-        hits = []
-        for cid in kept[: settings.k]:
-            record = records[cid]
-            if record.source_id not in sources:
-                sources[record.source_id] = self.bases.records.source(record.source_id)
-            hits.append(Hit(record, owner[cid], sources[record.source_id], relevance[cid], len(hits) + 1))
-        return hits
+            order = sorted(ids, key=lambda cid: -found[cid].relevance)
+        return [found[cid] for cid in order]
+
+    def _candidate(self, cid: str, kb: KnowledgeBase, cosine: float, bm25: float | None, mode: str) -> Candidate:
+        spec = self.bases.embeddings.registry.get(kb.embedding)
+        return Candidate(cid, kb, cosine, bm25, spec.relevance(None if mode == "keyword" else cosine, bm25 or 0.0))
+
+    def _floor(self, kb: KnowledgeBase, settings: SearchSettings) -> float:
+        if settings.threshold is not None:
+            return settings.threshold
+        return self.bases.embeddings.registry.get(kb.embedding).relevance_floor
 
     def _query_vector(self, embedding: str, query: str) -> np.ndarray:
         return np.asarray(self.bases.embeddings.get(embedding).embed_query(query), dtype=np.float32)
 
-    def _relevance(self, kb: KnowledgeBase, cosine: float) -> float:
-        return self.bases.embeddings.registry.get(kb.embedding).relevance(cosine)
-
-    def _dense(self, query, kbs, vectors, settings, cosines, owner) -> list[str]:
+    def _dense(self, kbs, vectors, settings, cosines, owner) -> list[str]:
         found: list[tuple[float, str]] = []
         for kb in kbs:
             collection = self.bases.collection(kb)
@@ -153,7 +189,6 @@ class Searcher:
             for position, (cid, distance) in enumerate(zip(ids, distances, strict=True)):
                 cosines[cid] = 1.0 - distance
                 owner[cid] = kb
-                # MMR keeps its own order; plain dense search orders all bases by similarity.
                 found.append((-position if settings.mode == "mmr" else 1.0 - distance, cid))
         return [cid for _, cid in sorted(found, key=lambda pair: -pair[0])]
 
@@ -177,27 +212,6 @@ class Searcher:
             stored = self.bases.collection(kb).get(ids=cids, include=["embeddings"])
             for cid, vector in zip(stored["ids"], stored["embeddings"], strict=True):
                 cosines[cid] = float(np.dot(np.asarray(vector, dtype=np.float32), vectors[kb.embedding]))
-
-
-def _fuse(lists: list[list[tuple[str, float]]]) -> list[str]:
-    """Relative score fusion: each list's scores are scaled onto 0..1 (its best 1, its worst 0)
-    and summed, with equal weights.
-
-    Unlike reciprocal rank fusion it keeps how far apart the scores are, so a list that is
-    sure of its first item outweighs one that barely prefers its own.
-
-    >>> _fuse([[("a", 0.9), ("b", 0.5), ("c", 0.1)], [("c", 12.0), ("a", 11.0)]])
-    ['a', 'c', 'b']
-    """
-    scores: dict[str, float] = {}
-    for scored in lists:
-        if not scored:
-            continue
-        values = [score for _, score in scored]
-        low, span = min(values), max(values) - min(values)
-        for cid, score in scored:
-            scores[cid] = scores.get(cid, 0.0) + ((score - low) / span if span else 1.0)
-    return sorted(scores, key=lambda cid: -scores[cid])
 
 
 def _rank_fuse(lists: list[list[str]]) -> list[str]:
@@ -228,7 +242,7 @@ class KnowledgeRetriever(BaseRetriever):
     kb_names: list[str]
     k: int = 4
     mode: SearchMode = "hybrid"
-    threshold: float = 0.0
+    threshold: float | None = None
     reranker: Any = None
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:

@@ -1,6 +1,5 @@
-from core.conversations import Message
+from core import chat
 from tests.app.conftest import shown, wait_for_jobs
-from ui.chat_view import streamed
 from ui.common import services
 
 
@@ -28,7 +27,7 @@ def test_answer_streams_with_its_sources_and_citations(app, docs_folder):
     assert "canned answer" in assistant.markdown[0].value
     assert "](#src-" in assistant.markdown[0].value  # the [1] citation links to its source
     sources = assistant.expander[0]
-    assert sources.label == "Sources (2)"
+    assert sources.label == "Sources (1)"  # the pasta page is below the calibrated floor
     first = shown(sources.markdown[0].value)
     assert "[1] docs / quant.md:1-3" in first and "relevance" in first and "cited" in first
     assert "AWQ" in shown(sources.markdown[1].value)
@@ -65,22 +64,25 @@ def test_new_rename_export_and_delete_conversations(app, docs_folder):
 
 def test_nothing_relevant_offers_to_answer_without_the_knowledge_base(app, docs_folder):
     _ingested_app(app, docs_folder)
+    app.session_state["chat.threshold_auto"] = False
     app.session_state["chat.threshold"] = 1.0
     app.run()
     _ask(app, "What is the weather on Mars?")
     assistant = app.chat_message[1]
     assert "Nothing in the selected knowledge bases is relevant enough" in assistant.markdown[0].value
     app.button(key=next(b.key for b in app.button if b.key and b.key.startswith("chat.answer_anyway"))).click().run()
-    assert [m.name for m in app.chat_message] == ["user", "assistant", "assistant"]
-    assert "canned answer" in app.chat_message[2].markdown[0].value
+    # The refusal is replaced by the answer: the question is asked once, never twice in a row.
+    assert [m.name for m in app.chat_message] == ["user", "assistant"]
+    assert "canned answer" in app.chat_message[1].markdown[0].value
+    assert not app.chat_message[1].expander  # answered without the knowledge base: no sources
 
 
 def test_sources_only_mode_shows_sources_without_an_answer(app, docs_folder):
     _ingested_app(app, docs_folder)
-    app.toggle(key="chat.sources_only").set_value(True).run()
+    app.radio(key="chat.answer_mode.model").set_value("sources").run()
     _ask(app, "pasta")
     assistant = app.chat_message[1]
-    assert assistant.markdown[0].value == "Sources only: no answer was generated."
+    assert assistant.caption[0].value == "Sources only: no answer was generated."
     assert assistant.expander[0].label.startswith("Sources")
 
 
@@ -92,17 +94,41 @@ def test_feedback_is_stored_with_the_answer(app, docs_folder):
     assert services().conversations.get(conversation_id).messages[1].feedback == -1
 
 
-def test_a_stopped_answer_keeps_what_was_said_so_far(app_env):
-    conversations = services().conversations
-    conversation = conversations.create()
-    message = Message("assistant", "", sources=[{"rank": 1}], grounded=True)
-    conversation.messages.append(message)
-    reply = streamed(services(), conversation, message, iter(["Partial ", "answer [1] ", "never sent"]))
-    next(reply), next(reply)
-    reply.close()  # what Streamlit does to the stream when the user presses Stop
-    saved = conversations.get(conversation.id).messages[0]
-    assert saved.content == "Partial answer [1]  (stopped)" and saved.stopped
-    assert saved.sources[0]["cited"] is True
+def test_a_stopped_answer_stays_on_screen_and_in_the_list(app, docs_folder):
+    _ingested_app(app, docs_folder)
+    store = services().conversations
+    conversation = store.get(app.session_state["chat.conversation"])
+    # What a Stop leaves: a question answered in part, and one stopped before its answer began.
+    turn = chat.ask(store, conversation, "What is AWQ?")
+    turn.reply.kind, turn.reply.content, turn.reply.stopped = "generated", "AWQ keeps weights", True
+    store.save(conversation)
+    chat.ask(store, conversation, "And int8?")
+    app.run()
+    assert [m.name for m in app.chat_message] == ["user", "assistant", "user", "assistant"]
+    assert app.chat_message[1].markdown[0].value.startswith("AWQ keeps weights")
+    assert "(stopped)" in app.chat_message[1].markdown[0].value
+    assert "stopped before it began" in app.chat_message[3].caption[0].value
+    assert app.selectbox(key="chat.conversation").options == ["What is AWQ?"]
+
+
+def test_the_demo_model_offers_a_quick_answer_and_writes_one_on_request(app, docs_folder):
+    services().models.load("smollm2-135m-instruct")
+    _ingested_app(app, docs_folder)
+    notice = shown(app.info[0].value)
+    assert "demo model SmolLM2-135M-Instruct" in notice and "Qwen2.5-Coder-1.5B on a CPU" in notice
+    _ask(app, "LMDeploy 支持哪些量化？")
+    assistant = app.chat_message[1]
+    assert assistant.caption[0].value.startswith("Quick answer: sentences quoted from your sources")
+    quoted = assistant.markdown[0].value
+    assert quoted.startswith("> ") and "AWQ 4bit" in quoted and "](#src-" in quoted
+    assert "quoted" in shown(assistant.expander[0].markdown[0].value)
+    write = next(b for b in app.button if b.key and b.key.startswith("chat.generate."))
+    assert write.label == "Write an answer with the demo model SmolLM2-135M-Instruct (embedded)"
+    write.click().run()
+    assistant = app.chat_message[1]
+    assert [m.name for m in app.chat_message] == ["user", "assistant"]
+    assert "canned answer" in assistant.markdown[0].value
+    assert "demo model" in assistant.caption[0].value and "check every sentence" in assistant.caption[0].value
 
 
 def test_document_html_and_scripts_are_shown_as_text(app, tmp_path):
@@ -114,3 +140,15 @@ def test_document_html_and_scripts_are_shown_as_text(app, tmp_path):
     snippet = sources.markdown[1].value
     assert "\\<script\\>" in snippet and "<script>" not in snippet  # escaped, so Markdown shows it as text
     assert all("<script>" not in h.proto.body for h in app.get("html"))  # raw HTML only for our anchors
+
+
+def test_why_a_follow_up_was_not_rewritten_is_shown(app, docs_folder):
+    services().models.load("smollm2-135m-instruct")  # its row says it cannot rewrite
+    _ingested_app(app, docs_folder)
+    app.radio(key="chat.answer_mode.demo").set_value("generate").run()
+    _ask(app, "LMDeploy 支持哪些量化？")
+    _ask(app, "它需要多少显存？")
+    notes = [shown(c.value) for c in app.chat_message[3].caption]
+    assert any(
+        "Searched with the question as asked: the rewrite was skipped (this model cannot rewrite)" in n for n in notes
+    )

@@ -126,3 +126,14 @@ def test_bad_name_and_missing_folder_show_one_clear_error(app, tmp_path):
     assert len(app.error) == 1 and "is not a folder" in app.error[0].value
     app.run()
     assert len(app.error) == 0  # shown once, not on every rerun
+
+
+def test_a_failed_first_ingestion_says_the_base_is_empty_and_how_to_delete_it(app):
+    _create(app, "repo")
+    app.text_input(key="kb.git_url").input("http://127.0.0.1:9/nothing.git").run()
+    app.button(key="kb.ingest.git").click().run()
+    wait_for_jobs()
+    app.run()
+    assert "127.0.0.1" in app.error[0].value
+    notice = next(i.value for i in app.info if "holds nothing yet" in i.value)
+    assert "“repo”" in notice and "Delete knowledge base" in notice

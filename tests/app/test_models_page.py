@@ -106,3 +106,9 @@ def test_remote_code_models_ask_for_consent(app, tmp_path):
     app.selectbox(key="models.pick").select("internlm2_5-7b-chat").run()
     assert "trust_remote_code" in app.warning[0].value
     assert app.checkbox(key="models.consent.internlm2_5-7b-chat").value is False
+
+
+def test_the_demo_row_says_what_it_is_for(app):
+    _models(app)
+    notice = next(i.value for i in app.info if "demo model" in i.value).replace("\\", "")
+    assert "for trying the app, not for real answers" in notice and "offline Qwen2.5-Coder-1.5B" in notice

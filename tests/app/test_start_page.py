@@ -25,3 +25,11 @@ def test_chosen_language_stays_when_the_page_changes(app):
 def test_every_text_exists_in_both_languages():
     missing = [key for key, entry in TEXT.items() if not (entry.get("en") and entry.get("zh"))]
     assert missing == []
+
+
+def test_the_start_page_says_the_bundled_model_is_a_demo_and_what_to_load(app):
+    notice = app.info[0].value.replace("\\", "")
+    assert "SmolLM2-135M-Instruct (embedded) is a demo model" in notice
+    assert "7B model on a GPU" in notice and "Qwen2.5-Coder-1.5B on a CPU" in notice and "model server" in notice
+    app.selectbox(key=keys.LANG).select("zh").run()
+    assert "演示模型" in app.info[0].value

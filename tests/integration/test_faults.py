@@ -96,11 +96,13 @@ def test_killed_during_ingestion_the_base_stays_consistent_and_the_job_finishes(
 DOWNLOAD = """
 import sys
 from pathlib import Path
+from core.app_files import AppFiles
 from core.models import download
 from core.models.hubs import HuggingFaceClient
 from core.models.spec import ModelSpec
 spec = ModelSpec(key="m", name="M", family="llama", source="hub", params_b=0.1, hf_id="org/m")
-download.download(spec, HuggingFaceClient(sys.argv[1]), "org/m", Path(sys.argv[2]))
+folder = Path(sys.argv[2])
+download.download(spec, HuggingFaceClient(sys.argv[1]), "org/m", folder, app_files=AppFiles(folder.parent))
 """
 
 

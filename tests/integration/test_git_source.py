@@ -34,7 +34,7 @@ def _files(root: Path) -> dict[str, str]:
     }
 
 
-def test_clone_gets_the_default_branch_a_branch_or_a_tag(tmp_path, upstream):
+def test_clone_gets_the_default_branch_a_branch_or_a_tag(tmp_path, upstream, files):
     first = upstream.commit({"README.md": "# v1\n", "docs/guide.md": "指南\n"})
     git(upstream.work, "tag", "-a", "v1.0", "-m", "release")
     git(upstream.work, "push", "-q", "origin", "v1.0")
@@ -42,21 +42,21 @@ def test_clone_gets_the_default_branch_a_branch_or_a_tag(tmp_path, upstream):
     git(upstream.work, "checkout", "-q", "-b", "dev")
     dev = upstream.commit({"dev.md": "work in progress\n"}, branch="dev")
 
-    assert clone(upstream.url, tmp_path / "default") == main
+    assert clone(upstream.url, tmp_path / "default", files=files) == main
     assert _files(tmp_path / "default") == {"README.md": "# v2\n", "docs/guide.md": "指南\n"}
     assert head(tmp_path / "default") == main
 
-    assert clone(upstream.url, tmp_path / "dev", ref="dev") == dev
+    assert clone(upstream.url, tmp_path / "dev", ref="dev", files=files) == dev
     assert set(_files(tmp_path / "dev")) == {"README.md", "dev.md", "docs/guide.md"}
 
-    assert clone(upstream.url, tmp_path / "tag", ref="v1.0") == first
+    assert clone(upstream.url, tmp_path / "tag", ref="v1.0", files=files) == first
     assert _files(tmp_path / "tag")["README.md"] == "# v1\n"
 
 
-def test_update_reports_added_modified_deleted_and_renamed_files(tmp_path, upstream):
+def test_update_reports_added_modified_deleted_and_renamed_files(tmp_path, upstream, files):
     old = upstream.commit({"a.md": "a\n", "b.md": "b\n", "keep.md": "same\n", "docs/old.md": "moved text\n"})
     repo = tmp_path / "clone"
-    clone(upstream.url, repo)
+    clone(upstream.url, repo, files=files)
     # Moving docs/old.md is a rename to git, reported as a deletion and an addition.
     new = upstream.commit(
         {"new.md": "new\n", "a.md": "a, edited\n", "b.md": None, "docs/old.md": None, "docs/moved.md": "moved text\n"}
@@ -85,12 +85,12 @@ def test_update_reports_added_modified_deleted_and_renamed_files(tmp_path, upstr
     assert update(repo) == (new, new, [])
 
 
-def test_update_follows_a_branch_even_when_its_history_is_rewritten(tmp_path, upstream):
+def test_update_follows_a_branch_even_when_its_history_is_rewritten(tmp_path, upstream, files):
     upstream.commit({"a.md": "a\n"})
     git(upstream.work, "checkout", "-q", "-b", "dev")
     before = upstream.commit({"b.md": "b\n"}, branch="dev")
     repo = tmp_path / "clone"
-    clone(upstream.url, repo, ref="dev")
+    clone(upstream.url, repo, ref="dev", files=files)
     git(upstream.work, "checkout", "-q", "--orphan", "rewritten")
     git(upstream.work, "rm", "-q", "-r", "--cached", ".")
     for path in ("a.md", "b.md"):
@@ -108,33 +108,33 @@ def test_update_follows_a_branch_even_when_its_history_is_rewritten(tmp_path, up
     )
 
 
-def test_a_missing_branch_fails_with_a_message_that_names_it(tmp_path, upstream):
+def test_a_missing_branch_fails_with_a_message_that_names_it(tmp_path, upstream, files):
     upstream.commit({"a.md": "a\n"})
     with pytest.raises(GitFailed) as caught:
-        clone(upstream.url, tmp_path / "clone", ref="no-such-branch")
+        clone(upstream.url, tmp_path / "clone", ref="no-such-branch", files=files)
     assert "no-such-branch" in str(caught.value)
     assert "branch or tag name" in str(caught.value)
     assert "分支或标签名" in caught.value.message("zh")
     assert not (tmp_path / "clone").exists()
 
 
-def test_an_unreachable_server_fails_quickly_without_leaking_credentials(tmp_path):
+def test_an_unreachable_server_fails_quickly_without_leaking_credentials(tmp_path, files):
     started = time.monotonic()
     with pytest.raises(GitFailed) as caught:
-        clone("http://user:s3cret@127.0.0.1:9/x.git", tmp_path / "clone", timeout_s=30)
+        clone("http://user:s3cret@127.0.0.1:9/x.git", tmp_path / "clone", timeout_s=30, files=files)
     assert time.monotonic() - started < 10
     assert "127.0.0.1" in str(caught.value)
     assert "s3cret" not in str(caught.value) and "s3cret" not in caught.value.message("zh")
     assert not (tmp_path / "clone").exists()
 
 
-def test_a_server_that_never_answers_times_out(tmp_path):
+def test_a_server_that_never_answers_times_out(tmp_path, files):
     # The kernel completes the connection for a listening socket; nothing ever reads or replies.
     with socket.create_server(("127.0.0.1", 0)) as silent:
         url = f"http://127.0.0.1:{silent.getsockname()[1]}/x.git"
         started = time.monotonic()
         with pytest.raises(GitTimeout) as caught:
-            clone(url, tmp_path / "clone", timeout_s=0.5)
+            clone(url, tmp_path / "clone", timeout_s=0.5, files=files)
     assert time.monotonic() - started < 5
     assert "0.5 seconds" in str(caught.value)
     assert not (tmp_path / "clone").exists()
@@ -187,7 +187,7 @@ def test_https_ssh_and_local_http_addresses_are_accepted(url, cleaned):
         "https://host:notaport/x",
     ],
 )
-def test_dangerous_or_unusable_addresses_are_refused_before_git_runs(url, tmp_path, monkeypatch):
+def test_dangerous_or_unusable_addresses_are_refused_before_git_runs(url, tmp_path, monkeypatch, files):
     def no_git(*args, **kwargs):
         raise AssertionError("git must not run")
 
@@ -198,12 +198,12 @@ def test_dangerous_or_unusable_addresses_are_refused_before_git_runs(url, tmp_pa
     assert "不能用作 git 仓库地址" in caught.value.message("zh")
     assert "\n" not in str(caught.value)
     with pytest.raises(InvalidGitUrl):
-        clone(url, tmp_path / "clone")
+        clone(url, tmp_path / "clone", files=files)
     assert not (tmp_path / "clone").exists()
 
 
 @pytest.mark.parametrize("ref", ["-b", "--upload-pack=x", "a..b", "main:refs/heads/x", "x y", "topic.lock", "@{-1}"])
-def test_bad_refs_are_refused_before_git_runs(ref, tmp_path, monkeypatch):
+def test_bad_refs_are_refused_before_git_runs(ref, tmp_path, monkeypatch, files):
     monkeypatch.setattr(git_source.subprocess, "Popen", None)
     with pytest.raises(InvalidGitRef):
-        clone("https://github.com/owner/repo.git", tmp_path / "clone", ref=ref)
+        clone("https://github.com/owner/repo.git", tmp_path / "clone", ref=ref, files=files)

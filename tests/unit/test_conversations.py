@@ -1,15 +1,16 @@
 import pytest
 
+from core.app_files import AppFiles
 from core.conversations import Conversations, Message, export_markdown
 from core.errors import ConversationNotFound
 
 
 def test_conversations_are_saved_titled_renamed_and_deleted(tmp_path):
-    store = Conversations(tmp_path)
+    store = Conversations(tmp_path / "c", AppFiles(tmp_path))
     first = store.create()
     first.messages += [Message("user", "lmdeploy 支持哪些量化方式？"), Message("assistant", "AWQ [1]")]
     store.save(first)
-    again = Conversations(tmp_path).get(first.id)
+    again = Conversations(tmp_path / "c", AppFiles(tmp_path)).get(first.id)
     assert again.title == "lmdeploy 支持哪些量化方式？" and [m.role for m in again.messages] == ["user", "assistant"]
     store.rename(first.id, "量化")
     second = store.create("later")
@@ -21,7 +22,7 @@ def test_conversations_are_saved_titled_renamed_and_deleted(tmp_path):
 
 
 def test_feedback_is_stored_with_the_answer(tmp_path):
-    store = Conversations(tmp_path)
+    store = Conversations(tmp_path / "c", AppFiles(tmp_path))
     conversation = store.create()
     conversation.messages += [Message("user", "q"), Message("assistant", "a")]
     store.save(conversation)
@@ -31,11 +32,11 @@ def test_feedback_is_stored_with_the_answer(tmp_path):
 
 def test_ids_cannot_reach_other_files(tmp_path):
     with pytest.raises(ConversationNotFound):
-        Conversations(tmp_path / "c").get("../secrets")
+        Conversations(tmp_path / "c", AppFiles(tmp_path)).get("../secrets")
 
 
 def test_markdown_export_lists_each_answers_sources(tmp_path):
-    store = Conversations(tmp_path)
+    store = Conversations(tmp_path / "c", AppFiles(tmp_path))
     conversation = store.create("Quantization")
     source = {
         "rank": 1,

@@ -3,6 +3,7 @@ import time
 
 import pytest
 
+from core.app_files import AppFiles
 from core.errors import DownloadCorrupt, HubUnreachable, NotEnoughDisk, RepoNotFound
 from core.jobs import JobManager
 from core.models import download
@@ -25,7 +26,12 @@ FILES = {
 
 
 def _run(jobs, hub, folder):
-    job = jobs.submit("download", "model:m", "Model M", lambda ctx: download.download(SPEC, hub, "org/m", folder, ctx))
+    job = jobs.submit(
+        "download",
+        "model:m",
+        "Model M",
+        lambda ctx: download.download(SPEC, hub, "org/m", folder, ctx, app_files=AppFiles(folder.parent)),
+    )
     return jobs.wait(job.id, timeout=30)
 
 
@@ -109,7 +115,12 @@ def test_cancel_keeps_the_partial_file_for_later(tmp_path):
     jobs = JobManager(tmp_path / "jobs")
     started = threading.Event()
     hub = FakeHub(FILES, on_chunk=lambda: (started.set(), time.sleep(0.002)))
-    job = jobs.submit("download", "model:m", "Model M", lambda ctx: download.download(SPEC, hub, "org/m", folder, ctx))
+    job = jobs.submit(
+        "download",
+        "model:m",
+        "Model M",
+        lambda ctx: download.download(SPEC, hub, "org/m", folder, ctx, app_files=AppFiles(tmp_path)),
+    )
     started.wait(5)
     jobs.cancel(job.id)
     assert jobs.wait(job.id, timeout=30).status == "cancelled"
@@ -130,7 +141,7 @@ def test_not_enough_disk_refuses_before_downloading(tmp_path, monkeypatch):
     monkeypatch.setattr(download.shutil, "disk_usage", lambda path: type("U", (), {"free": 10})())
     hub = FakeHub(FILES)
     with pytest.raises(NotEnoughDisk) as caught:
-        download.download(SPEC, hub, "org/m", tmp_path / "m", None)
+        download.download(SPEC, hub, "org/m", tmp_path / "m", None, app_files=AppFiles(tmp_path))
     assert hub.opened == [] and "Model M" in str(caught.value)
 
 
@@ -141,7 +152,7 @@ def test_damaged_file_is_removed_and_reported(tmp_path):
         RemoteFile(f.path, f.size, "0" * 64 if f.path == "config.json" else f.sha256) for f in real_list(repo, rev)
     ]
     with pytest.raises(DownloadCorrupt):
-        download.download(SPEC, hub, "org/m", tmp_path / "m", None)
+        download.download(SPEC, hub, "org/m", tmp_path / "m", None, app_files=AppFiles(tmp_path))
     assert not (tmp_path / "m" / "config.json").exists()
 
 

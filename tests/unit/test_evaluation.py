@@ -4,6 +4,7 @@ import pytest
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
+from core.app_files import AppFiles
 from core.errors import InvalidQuestionSet
 from core.evaluation import (
     EvalSettings,
@@ -52,7 +53,8 @@ def test_run_measures_recall_mrr_citations_and_answers(bases, kb):
         Question("something unrelated", "missing.md", ""),
     ]
     llm = GenericFakeChatModel(messages=iter([AIMessage("AWQ [1]"), AIMessage("I do not know."), AIMessage("?")]))
-    run = run_evaluation(Searcher(bases), kb, questions, EvalSettings(k=1, answers=True), llm, "mine")
+    settings = EvalSettings(k=1, threshold=0.0, answers=True)  # the metrics, not the floor, are tested here
+    run = run_evaluation(Searcher(bases), kb, questions, settings, llm, "mine")
     assert [r["hit"] for r in run.rows] == [True, True, False]
     assert run.metrics["recall_at_k"] == pytest.approx(2 / 3, abs=1e-3) and run.metrics["questions"] == 3
     assert run.rows[0]["cited"] == ["quant.md"] and run.rows[0]["cited_hit"] is True
@@ -69,11 +71,11 @@ def test_drafted_questions_expect_their_own_file(bases, kb):
 
 
 def test_sets_and_runs_are_kept(tmp_path, bases, kb):
-    store = EvaluationStore(tmp_path)
+    store = EvaluationStore(tmp_path / "e", AppFiles(tmp_path))
     store.save_set("我的问题", [Question("q", "quant.md")])
-    assert EvaluationStore(tmp_path).sets() == {"我的问题": [Question("q", "quant.md")]}
+    assert EvaluationStore(tmp_path / "e", AppFiles(tmp_path)).sets() == {"我的问题": [Question("q", "quant.md")]}
     run = run_evaluation(Searcher(bases), kb, [Question("lmdeploy", "quant.md")], EvalSettings(), None, "我的问题")
     store.save_run(run)
-    assert [r.id for r in EvaluationStore(tmp_path).runs()] == [run.id]
+    assert [r.id for r in EvaluationStore(tmp_path / "e", AppFiles(tmp_path)).runs()] == [run.id]
     store.delete_run(run.id)
     assert store.runs() == []

@@ -1,9 +1,13 @@
+import sqlite3
+
 import pytest
 
 from core.errors import FolderNotFound, JobCancelled
+from core.knowledge import ingest
 from core.knowledge.ingest import Ingestion
+from core.knowledge.records import Records
 from core.knowledge.sources import FolderInput, prepare
-from core.knowledge.splitting import SplitterSettings
+from core.knowledge.splitting import Piece, SplitterSettings
 
 EMBEDDING = "multilingual-e5-small-q4"
 
@@ -118,3 +122,70 @@ def test_missing_folder_is_a_clear_error(bases, kb, tmp_path):
     with pytest.raises(FolderNotFound) as caught:
         _ingest(bases, kb, tmp_path / "nope")
     assert "nope" in str(caught.value)
+
+
+def test_a_base_split_by_an_older_splitter_is_split_again_on_refresh(bases, kb, tmp_path, fake_embeddings, monkeypatch):
+    folder = _corpus(tmp_path / "src")
+    (folder / "faq.md").write_text("# FAQ\n\n## How do I install it?\n\npip install lmdeploy\n")
+    real_split = ingest.split_document
+
+    def old_split(text, *args):
+        # What the first splitter did: the heading of an empty section came back as a chunk.
+        heading_only = [Piece("# FAQ", 1, 1, "FAQ")] if text.startswith("# FAQ") else []
+        return heading_only + real_split(text, *args)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ingest, "split_document", old_split)
+        patched.setattr(ingest, "SPLITTER_VERSION", 1)
+        _ingest(bases, kb, folder)
+    assert "# FAQ" in set(bases.chunk_table(kb)["text"])
+    embedded = fake_embeddings.embedded
+
+    # A git refresh that names no changed file still splits the old files again.
+    ready = prepare(bases, kb, FolderInput(folder))
+    report = Ingestion(bases, kb, ready.source, ready.root, 1_000_000, changed=set()).run()
+
+    assert report.files_ingested == 4 and report.chunks_removed == 1
+    assert fake_embeddings.embedded == embedded  # the other chunks kept their ids and vectors
+    assert "# FAQ" not in set(bases.chunk_table(kb)["text"])
+    stats = bases.stats(kb)
+    clean = bases.create("clean", EMBEDDING, SplitterSettings(chunk_size=200, chunk_overlap=40))
+    _ingest(bases, clean, folder)
+    assert stats.chunks == stats.vectors == bases.stats(clean).chunks
+
+
+def test_a_database_from_before_columns_opens_and_keeps_its_chunks(tmp_path):
+    path = tmp_path / "knowledge.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript(
+        """
+        CREATE TABLE file (source_id TEXT, path TEXT, sha256 TEXT, size INTEGER, n_chunks INTEGER,
+                           updated REAL, PRIMARY KEY (source_id, path));
+        CREATE TABLE chunk (id TEXT PRIMARY KEY, kb_id TEXT, source_id TEXT, path TEXT, seq INTEGER,
+                            start_line INTEGER, end_line INTEGER, heading TEXT NOT NULL DEFAULT '',
+                            text TEXT NOT NULL, terms TEXT NOT NULL DEFAULT '');
+        INSERT INTO file VALUES ('src', 'a.md', 'abc', 10, 1, 0);
+        INSERT INTO chunk VALUES ('c1', 'kb', 'src', 'a.md', 0, 1, 2, '', 'AWQ 量化', 'awq');
+        """
+    )
+    old.close()
+
+    records = Records(path)
+
+    assert records.recovered is None
+    assert records.files("src")["a.md"].splitter_version == 0
+    [chunk] = records.chunks("kb")
+    assert (chunk.text, chunk.start_line, chunk.start_col, chunk.end_col) == ("AWQ 量化", 1, None, None)
+
+
+def test_chunks_of_one_long_line_are_stored_with_distinct_places(bases, kb, tmp_path):
+    folder = tmp_path / "src"
+    folder.mkdir()
+    (folder / "long.md").write_text("# 量化\n\n" + "LMDeploy 支持 AWQ 4bit 权重量化，速度更快。" * 60 + "\n")
+    _ingest(bases, kb, folder)
+    chunks = bases.chunk_table(kb, "long.md")
+    places = list(zip(chunks["start_line"], chunks["end_line"], chunks["start_col"], chunks["end_col"], strict=True))
+    assert len(places) > 2 and len(set(places)) == len(places)
+    # Only chunks that would otherwise share their lines carry columns.
+    on_one_line = chunks["start_line"].eq(3) & chunks["end_line"].eq(3)
+    assert chunks["start_col"].notna().eq(on_one_line).all()

@@ -10,6 +10,8 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from core.models.catalog import builtin_spec
 from core.models.chat import LocalChatModel
 from core.models.loader import LoadOptions, load
+from core.rag.answer import AnswerSettings, Turn, build_messages
+from core.rag.prompts import chat_system_prompt, qa_system_prompt, qa_template
 from tests.conftest import TEST_DEVICE
 from tests.tiny_models import build_tiny_model
 
@@ -21,6 +23,12 @@ FAMILIES = {
     "smollm2-135m-instruct": ("llama", ("<|im_end|>", "<|im_start|>", "<|endoftext|>"), None, "<|endoftext|>"),
     "qwen2-7b-instruct": ("qwen2", ("<|im_end|>", "<|im_start|>", "<|endoftext|>"), None, "<|endoftext|>"),
     "qwen2.5-7b-instruct": ("qwen2", ("<|im_end|>", "<|im_start|>", "<|endoftext|>"), None, "<|endoftext|>"),
+    "qwen2.5-coder-1.5b-instruct-offline": (
+        "qwen2",
+        ("<|im_end|>", "<|im_start|>", "<|endoftext|>"),
+        None,
+        "<|endoftext|>",
+    ),
     "qwen3-8b": ("qwen3", ("<|im_end|>", "<|im_start|>", "<|endoftext|>"), None, "<|endoftext|>"),
     "gemma-2-9b-it": ("gemma2", ("<end_of_turn>", "<pad>", "<eos>", "<bos>", "<start_of_turn>"), "<bos>", "<eos>"),
     "meta-llama-3-8b-instruct": (
@@ -58,6 +66,14 @@ GOLDEN = {
         "<|im_start|>assistant\nHi there<|im_end|>\n<|im_start|>user\nHow are you?<|im_end|>\n<|im_start|>assistant\n",
     ),
     "qwen2.5-7b-instruct": (
+        "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
+        "<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\nHi there<|im_end|>\n"
+        "<|im_start|>user\nHow are you?<|im_end|>\n<|im_start|>assistant\n",
+        "<|im_start|>system\nYou are terse.<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n"
+        "<|im_start|>assistant\nHi there<|im_end|>\n<|im_start|>user\nHow are you?<|im_end|>\n<|im_start|>assistant\n",
+    ),
+    # The template inside the GGUF file renders exactly as Qwen2.5's own.
+    "qwen2.5-coder-1.5b-instruct-offline": (
         "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
         "<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\nHi there<|im_end|>\n"
         "<|im_start|>user\nHow are you?<|im_end|>\n<|im_start|>assistant\n",
@@ -180,3 +196,30 @@ def test_reply_streams_through_the_same_path(chat):
     _, model = chat
     chunks = list(model.stream(CONVERSATION, max_new_tokens=3))
     assert chunks and chunks[-1].chunk_position == "last"
+
+
+# A conversation as the Chat page leaves it: an answered question, then questions whose answers
+# never came (stopped before the model spoke, or failed), then the new question.
+MESSY_HISTORY = [
+    Turn("user", "Hello"),
+    Turn("assistant", "Hi there"),
+    Turn("user", "Never answered"),
+    Turn("assistant", ""),
+    Turn("user", "Also never answered"),
+]
+
+
+@pytest.mark.parametrize("grounded", [False, True], ids=["without knowledge base", "with knowledge base"])
+def test_the_answer_pipeline_never_sends_two_user_turns_in_a_row(chat, grounded):
+    _, model = chat
+    system = qa_system_prompt("en") if grounded else chat_system_prompt("en")
+    last = (
+        qa_template("en").format(context="[1] a.md:1-2\nAWQ", question="How are you?") if grounded else "How are you?"
+    )
+    messages = build_messages(system, MESSY_HISTORY, last, AnswerSettings(lang="en"))
+    assert [m.type for m in messages] == ["system", "human", "ai", "human"]
+    # Every family's own template accepts it (Gemma-2's raises on anything but alternation),
+    # and it is exactly the clean conversation the golden strings above describe.
+    prompt = model.render_prompt(messages)
+    assert prompt == model.render_prompt([SystemMessage(system), *CONVERSATION[:2], HumanMessage(last)])
+    assert "never answered" not in prompt.lower() and prompt.count("How are you?") == 1

@@ -1,0 +1,125 @@
+"""Citations for every answer: keep the model's own, drop those that point nowhere, and find
+a source for each sentence the model left uncited.
+
+A sentence that cites a real source is ``cited``. An uncited one is ``matched`` to the source
+that contains the largest (rarity-weighted) share of its words and Chinese character pairs, if
+that share reaches ``SUPPORT_THRESHOLD``, and ``unsupported`` otherwise. Code, and sentences
+too short to judge ("Yes."), are ``plain``: neither claimed nor doubted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Sequence
+from typing import Literal
+
+from langchain_core.documents import Document
+
+from core.rag.sentences import features, overlap, split_sentences, weights
+
+# The least share of a sentence's weighted words a source must contain to be named as its
+# support; chosen on CMRC 2018 trial and the PubMedQA tuning slice (bench/extractive_tune.py).
+SUPPORT_THRESHOLD = 0.25
+# Fewer features than this (a "Yes.", a lone number) cannot be told apart from chance overlap.
+MIN_FEATURES = 3
+# How an added citation and a doubt are written: emphasised, so they read apart from the
+# model's own [n]; the spaces around it let Markdown see the emphasis next to Chinese text.
+MATCHED_MARK = " *[{n}]*"
+UNSUPPORTED_MARK = " *[?]*"
+
+_CITATION = re.compile(r"\[(\d{1,3})\]")
+_CITATION_WITH_SPACE = re.compile(r"[ \t]*\[(\d{1,3})\]")
+_INLINE_CODE = re.compile(r"`[^`\n]+`")
+
+Kind = Literal["cited", "matched", "unsupported", "plain"]
+
+
+@dataclasses.dataclass(frozen=True)
+class AttributedSentence:
+    """A sentence of the answer (``text[start:end]`` of :class:`Attribution`), the sources it is
+    credited to, how (``kind``), and the share of its words its best source contains.
+    """
+
+    start: int
+    end: int
+    sources: tuple[int, ...]
+    kind: Kind
+    support: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Attribution:
+    """The answer without citations that point nowhere (``dropped``), sentence by sentence."""
+
+    text: str
+    sentences: tuple[AttributedSentence, ...]
+    dropped: tuple[int, ...]
+
+
+def attribute(answer: str, docs: Sequence[Document], threshold: float = SUPPORT_THRESHOLD) -> Attribution:
+    """Credit each sentence of ``answer`` to the sources (``docs``, numbered from 1) behind it.
+
+    >>> docs = [Document("天气很好。"), Document("战国无双3由光荣和ω-force合作开发。")]
+    >>> result = attribute("战国无双3由光荣和ω-force开发 [7]。", docs)
+    >>> result.text, [(s.kind, s.sources) for s in result.sentences], result.dropped
+    ('战国无双3由光荣和ω-force开发。', [('matched', (2,))], (7,))
+    """
+    # Brackets inside code ("x[0]") are indexing, not citations.
+    code = [(s.start, s.end) for s in split_sentences(answer) if s.code]
+    code += [m.span() for m in _INLINE_CODE.finditer(answer)]
+    nowhere = [
+        m
+        for m in _CITATION_WITH_SPACE.finditer(answer)
+        if not 1 <= int(m.group(1)) <= len(docs) and not any(a <= m.start() < b for a, b in code)
+    ]
+    dropped = tuple(dict.fromkeys(int(m.group(1)) for m in nowhere))
+    text = answer
+    for m in reversed(nowhere):
+        text = text[: m.start()] + text[m.end() :]
+    sources = [doc.page_content.lower() for doc in docs]
+    sentences = tuple(
+        AttributedSentence(sentence.start, sentence.end, *_credit(sentence.text, sentence.code, sources, threshold))
+        for sentence in split_sentences(text)
+    )
+    return Attribution(text, sentences, dropped)
+
+
+def attributed_markdown(attribution: Attribution) -> str:
+    """The answer as Markdown, with each matched source added as an emphasised ``*[n]*`` and
+    each unsupported sentence flagged ``*[?]*``; the model's own citations stay as they are.
+
+    >>> a = Attribution("A. B.", (AttributedSentence(0, 2, (1,), "matched", 0.9),
+    ...     AttributedSentence(3, 5, (), "unsupported", 0.1)), ())
+    >>> attributed_markdown(a)
+    'A. *[1]* B. *[?]*'
+    """
+    text = attribution.text
+    for sentence in sorted(attribution.sentences, key=lambda s: -s.end):
+        if sentence.kind == "matched":
+            mark = "".join(MATCHED_MARK.format(n=n) for n in sentence.sources)
+        elif sentence.kind == "unsupported":
+            mark = UNSUPPORTED_MARK
+        else:
+            continue
+        after = text[sentence.end :]
+        text = text[: sentence.end] + mark + ("" if not after or after[0].isspace() else " ") + after
+    return text
+
+
+def _credit(sentence: str, code: bool, sources: list[str], threshold: float) -> tuple[tuple[int, ...], Kind, float]:
+    """(sources, kind, support) of one sentence against the lowercased ``sources``."""
+    if code:
+        return (), "plain", 0.0
+    cited = tuple(dict.fromkeys(int(n) for n in _CITATION.findall(sentence)))
+    wanted = features(_CITATION.sub("", sentence))
+    if not cited and len(wanted) < MIN_FEATURES:
+        return (), "plain", 0.0
+    weighted = weights(wanted, sources)
+    scores = [overlap(source, weighted) for source in sources]
+    if cited:
+        return cited, "cited", max(scores[n - 1] for n in cited)
+    best = max(range(len(scores)), key=scores.__getitem__, default=None)
+    if best is None or scores[best] < threshold:
+        return (), "unsupported", scores[best] if best is not None else 0.0
+    return (best + 1,), "matched", scores[best]

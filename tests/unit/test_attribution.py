@@ -1,0 +1,80 @@
+from langchain_core.documents import Document
+
+from core.rag.answer import cited_numbers, link_citations
+from core.rag.attribution import attribute, attributed_markdown
+
+DOCS = [
+    Document("LMDeploy supports AWQ 4-bit weight quantization and KV cache int8 quantization."),
+    Document("The api_server listens on port 23333 by default; change it with --server-port."),
+    Document("《战国无双3》由光荣和ω-force合作开发，于2009年12月3日在日本发售。"),
+]
+
+
+def _kinds(result):
+    return [(result.text[s.start : s.end], s.kind, s.sources) for s in result.sentences]
+
+
+def test_the_models_own_valid_citations_are_kept_as_cited():
+    result = attribute("LMDeploy supports AWQ quantization [1]. The server uses port 23333 [2].", DOCS)
+    assert [(kind, sources) for _, kind, sources in _kinds(result)] == [("cited", (1,)), ("cited", (2,))]
+    assert attributed_markdown(result) == "LMDeploy supports AWQ quantization [1]. The server uses port 23333 [2]."
+
+
+def test_citations_that_point_nowhere_are_dropped_and_the_sentence_is_matched_instead():
+    result = attribute("The api_server listens on port 23333 by default [7].", DOCS)
+    assert result.dropped == (7,)
+    assert "[7]" not in result.text
+    assert _kinds(result) == [("The api_server listens on port 23333 by default.", "matched", (2,))]
+    assert cited_numbers(attributed_markdown(result), len(DOCS)) == [2]
+
+
+def test_an_uncited_sentence_is_matched_to_the_passage_that_supports_it():
+    result = attribute("战国无双3是光荣和ω-force合作开发的。它在日本发售。", DOCS)
+    first = result.sentences[0]
+    assert (first.kind, first.sources) == ("matched", (3,))
+    assert first.support >= 0.5
+
+
+def test_a_sentence_no_passage_supports_is_marked_unsupported():
+    answer = "LMDeploy supports AWQ quantization [1]. Bananas grow quickly in tropical greenhouses."
+    result = attribute(answer, DOCS)
+    assert [kind for _, kind, _ in _kinds(result)] == ["cited", "unsupported"]
+    assert result.sentences[1].sources == ()
+    assert attributed_markdown(result).endswith("Bananas grow quickly in tropical greenhouses. *[?]*")
+
+
+def test_short_sentences_and_code_are_left_unmarked():
+    answer = "Yes.\n\n```\nlmdeploy serve api_server ./model\n```\n"
+    result = attribute(answer, DOCS)
+    assert [kind for _, kind, _ in _kinds(result)] == ["plain", "plain"]
+    assert attributed_markdown(result) == answer
+
+
+def test_brackets_inside_code_are_not_taken_for_citations():
+    answer = "Read the first item with `items[0]` [9].\n\n```\nprint(items[0], items[8])\n```\n"
+    result = attribute(answer, DOCS)
+    assert result.dropped == (9,)
+    assert result.text == "Read the first item with `items[0]`.\n\n```\nprint(items[0], items[8])\n```\n"
+
+
+def test_matched_citations_read_apart_from_cited_ones_and_still_link():
+    answer = "- AWQ 4-bit weight quantization is supported [1].\n- The api_server listens on port 23333 by default.\n"
+    markdown = attributed_markdown(attribute(answer, DOCS))
+    assert markdown.splitlines() == [
+        "- AWQ 4-bit weight quantization is supported [1].",
+        "- The api_server listens on port 23333 by default. *[2]*",
+    ]
+    linked = link_citations(markdown, {1: "#src-1", 2: "#src-2"})
+    assert "[\\[1\\]](#src-1)" in linked and "*[\\[2\\]](#src-2)*" in linked
+
+
+def test_a_stricter_threshold_turns_weak_matches_into_unsupported_ones():
+    answer = "The api_server listens on port 23333 by default, unless you pick another port yourself."
+    assert attribute(answer, DOCS, threshold=0.3).sentences[0].kind == "matched"
+    assert attribute(answer, DOCS, threshold=0.95).sentences[0].kind == "unsupported"
+
+
+def test_without_sources_every_claim_is_unsupported():
+    result = attribute("LMDeploy supports AWQ quantization [1].", [])
+    assert result.dropped == (1,)
+    assert _kinds(result) == [("LMDeploy supports AWQ quantization.", "unsupported", ())]
