@@ -9,7 +9,6 @@ from core.errors import AppError, NoModelLoaded
 from core.rag.answer import prepare_answer
 from ui import generation, keys
 from ui.chat_view import (
-    apply_pending_switch,
     conversations_sidebar,
     current_conversation,
     render_message,
@@ -20,7 +19,6 @@ from ui.common import ensure_entry, plain, services, show_error, t
 ensure_entry()
 app = services()
 st.title(t("chat.title"))
-apply_pending_switch()
 conversation = current_conversation(app)
 
 try:

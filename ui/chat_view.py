@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 
 import streamlit as st
 from langchain_core.documents import Document
@@ -25,12 +26,15 @@ ANSWER_MODES = ["generate", "quick", "sources"]
 
 
 def keep(key: str, default: object) -> None:
-    """Seed widget ``key`` with its last value (widgets forget theirs when another page shows)."""
+    """Seed widget ``key`` with its last value (widgets forget theirs when another page shows).
+
+    The value is written again on every run, before the widget is drawn: a widget whose labels
+    change (the language switch) is a new widget to Streamlit, which would otherwise start it
+    at its first option instead of the user's choice.
+    """
     saved = "kept." + key
-    if key in st.session_state:
-        st.session_state[saved] = st.session_state[key]
-    else:
-        st.session_state[key] = st.session_state.get(saved, default)
+    value = st.session_state.get(key, st.session_state.get(saved, default))
+    st.session_state[saved] = st.session_state[key] = value
 
 
 def current_conversation(app: Services) -> Conversation:
@@ -51,12 +55,19 @@ def conversations_sidebar(app: Services, conversation: Conversation) -> None:
     """Pick, start, rename, delete and export conversations."""
     st.subheader(t("chat.conversations"))
     listed = {c.id: c for c in app.conversations.all()}
-    st.selectbox(
+    ids = list(listed)
+    # The titles are part of the key: a browser keeps showing a widget's old labels otherwise,
+    # so a new title (the first question, a rename) would not show until the page changed.
+    titles = "\x1f".join(f"{cid}={c.title}" for cid, c in listed.items())
+    picked = st.selectbox(
         t("chat.conversation"),
-        list(listed),
-        key=keys.CHAT_CONVERSATION,
+        ids,
+        index=ids.index(conversation.id) if conversation.id in ids else None,
+        key=keys.CHAT_PICK + hashlib.sha1(titles.encode()).hexdigest()[:12],
         format_func=lambda cid: listed[cid].title or t("chat.untitled"),
     )
+    if picked and picked != conversation.id:
+        _switch_to(picked)
     if st.button(t("chat.new"), key=keys.CHAT_NEW, icon=":material/add:", width="stretch"):
         _switch_to(app.conversations.create().id)
     rename_col, delete_col = st.columns(2)
@@ -83,15 +94,8 @@ def conversations_sidebar(app: Services, conversation: Conversation) -> None:
 
 
 def _switch_to(conversation_id: str) -> None:
-    # The selectbox owns its key once drawn; the switch happens on the next run, before it is.
-    st.session_state["chat.switch_to"] = conversation_id
+    st.session_state[keys.CHAT_CONVERSATION] = conversation_id
     st.rerun()
-
-
-def apply_pending_switch() -> None:
-    """Select the conversation a button asked for on the last run."""
-    if target := st.session_state.pop("chat.switch_to", None):
-        st.session_state[keys.CHAT_CONVERSATION] = target
 
 
 @dataclasses.dataclass(frozen=True)

@@ -86,7 +86,18 @@ def _shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
-def test_load_ingest_ask_and_read_the_sources_in_a_browser(running_app, browser, tmp_path):
+@pytest.fixture
+def page(browser):
+    """A page of the browser; its last state is kept as last.png (where a failing test stopped)."""
+    opened = browser.new_page(viewport={"width": 1400, "height": 1000}, locale="en-US")
+    yield opened
+    if not opened.is_closed():
+        _shot(opened, "last")
+
+
+def test_load_ingest_ask_and_read_the_sources_in_a_browser(running_app, page, tmp_path):
+    from playwright.sync_api import expect
+
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "serving.md").write_text(
@@ -97,7 +108,6 @@ def test_load_ingest_ask_and_read_the_sources_in_a_browser(running_app, browser,
         "# 量化\n\nLMDeploy 支持 AWQ 4bit 权重量化（W4A16），也支持 KV cache int8 量化。\n", encoding="utf-8"
     )
     dialogs: list[str] = []
-    page = browser.new_page(viewport={"width": 1400, "height": 1000}, locale="en-US")
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     page.set_default_timeout(30_000)
 
@@ -130,6 +140,8 @@ def test_load_ingest_ask_and_read_the_sources_in_a_browser(running_app, browser,
     # The demo model is loaded, so the answer is quoted from the sources, not written by it.
     assert "Quick answer: sentences quoted from your sources" in answer.inner_text()
     assert "The server listens on port 23333." in answer.inner_text()
+    # The conversation is titled with its first question at once, not after a page change.
+    expect(page.get_by_role("combobox", name="Conversation")).to_have_value("Which port does the api_server listen on…")
     page.get_by_text("Sources (").click()
     page.get_by_text("browser docs / serving.md:1-3").wait_for()
     page.wait_for_timeout(1000)  # the expander's opening animation, so the picture shows it settled
