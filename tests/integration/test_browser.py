@@ -113,6 +113,7 @@ def test_load_ingest_ask_and_read_the_sources_in_a_browser(running_app, page, tm
 
     page.goto(running_app)
     page.get_by_role("heading", name="Local Knowledge Assistant").wait_for()
+    page.get_by_text("is a demo model for trying the app").wait_for()
     _shot(page, "1-start")
 
     page.get_by_role("link", name="Models").click()
