@@ -280,6 +280,9 @@ def main() -> None:
     )
     args.add_argument("--qwen-questions", type=int, default=30, help="questions per set for the offline Qwen")
     args.add_argument("--scale-only", action="store_true", help="only the time per quick answer at scale")
+    args.add_argument(
+        "--models", nargs="+", default=["smollm2", "qwen2.5-coder-1.5b"], help="chat models that write answers"
+    )
     options = args.parse_args()
     if options.scale_only:
         questions = random.Random(0).sample(pubmed_reported().questions, 200)
@@ -341,10 +344,10 @@ def main() -> None:
         if "qwen2.5-coder-1.5b" not in models:
             result["qwen"] = f"not installed in {options.qwen_data}: generated figures are SmolLM2's only"
         pairs = followup_pairs(10 if options.quick else 100)
-        result["followup_recall"] = followups(services, cmrc, pairs, models["smollm2"])
+        result["followup_recall"] = followups(services, cmrc, pairs, models.get("smollm2"))
         partial(result)
         result["generated"] = {}
-        for model_name, llm in models.items():
+        for model_name, llm in ((name, llm) for name, llm in models.items() if name in options.models):
             count = options.qwen_questions if model_name.startswith("qwen") and not options.quick else generated_n
             for name, kb, questions, lang in (("cmrc2018", cmrc, cmrc_q, "zh"), ("pubmedqa", pubmed, pubmed_q, "en")):
                 figures = generated(services, kb, questions[:count], llm, lang, name == "cmrc2018", MAX_NEW_TOKENS)
