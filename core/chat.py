@@ -77,10 +77,10 @@ def settle(
         reply.kind, reply.stopped = answer.mode, False
         if answer.mode == "quick":
             reply.content = reply.shown = answer.quick_markdown()
-            quoted = {q.source for q in answer.quick.quotes} if answer.quick else set()
+            quotes = answer.quick.quotes if answer.quick else ()
             for source in reply.sources:
-                source["cited"] = "quoted" if source["rank"] in quoted else None
-                source["quotes"] = [[q.start, q.end] for q in answer.quick.quotes if q.source == source["rank"]]
+                source["quotes"] = [[q.start, q.end] for q in quotes if q.source == source["rank"]]
+                source["cited"] = "quoted" if source["quotes"] else None
     else:
         reply.kind = "generated"
     store.save(turn.conversation)

@@ -209,10 +209,8 @@ def _verify(file: RemoteFile, part: Path, app_files: AppFiles) -> None:
         app_files.remove(part)
         raise DownloadCorrupt(path=file.path, detail=f"{size} bytes instead of {file.size}")
     if file.sha256:
-        digest = hashlib.sha256()
         with part.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 22), b""):
-                digest.update(block)
+            digest = hashlib.file_digest(handle, "sha256")
         if digest.hexdigest() != file.sha256.lower():
             app_files.remove(part)
             raise DownloadCorrupt(path=file.path, detail="SHA-256 mismatch")

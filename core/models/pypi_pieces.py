@@ -175,11 +175,8 @@ def _wheel_of(project: str, wheels: Path) -> Path:
 
 
 def _digest(path: Path) -> tuple[int, str]:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(_BLOCK), b""):
-            digest.update(block)
-    return path.stat().st_size, digest.hexdigest()
+        return path.stat().st_size, hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _verify(spec: ModelSpec, path: Path, size: int, sha256: str, folder: Path, files: AppFiles) -> None:

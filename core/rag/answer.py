@@ -12,6 +12,7 @@ whatever happens to the stream.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -102,9 +103,9 @@ class Answer:
         """Whether the answer is the model's to write (not quick, not sources only, not refused)."""
         return not self.grounded or (self.mode == "generate" and bool(self.hits))
 
-    @property
+    @functools.cached_property
     def docs(self) -> list[Document]:
-        """The sources as documents, numbered from 1 in this order."""
+        """The sources as documents, numbered from 1 in this order (built once)."""
         return [hit.document() for hit in self.hits]
 
     def quick_markdown(self) -> str:
@@ -160,13 +161,14 @@ def prepare_answer(
         )
     standalone = rewrite.question if rewrite else question
     hits = searcher.search(standalone, kbs, search or SearchSettings())
-    docs = [hit.document() for hit in hits]
-    quick = quick_answer(standalone, docs) if hits and settings.mode == "quick" else None
-    context = format_context(docs) or (NO_CONTEXT_ZH if settings.lang == "zh" else NO_CONTEXT_EN)
+    answer = Answer(question, hits, [], grounded=True, mode=settings.mode, rewrite=rewrite)
+    if hits and settings.mode == "quick":
+        answer.quick = quick_answer(standalone, answer.docs)
+    context = format_context(answer.docs) or (NO_CONTEXT_ZH if settings.lang == "zh" else NO_CONTEXT_EN)
     template = check_template(settings.template or qa_template(settings.lang))
     last = template.replace("{context}", context).replace("{question}", question)
-    messages = build_messages(qa_system_prompt(settings.lang), history, last, settings)
-    return Answer(question, hits, messages, grounded=True, mode=settings.mode, rewrite=rewrite, quick=quick)
+    answer.messages = build_messages(qa_system_prompt(settings.lang), history, last, settings)
+    return answer
 
 
 def build_messages(system: str, history: Sequence[Turn], last: str, settings: AnswerSettings) -> list[BaseMessage]:
