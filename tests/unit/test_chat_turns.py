@@ -117,3 +117,14 @@ def test_an_export_closes_a_code_block_an_answer_stopped_in(store):
     chat.ask(store, conversation, "Thanks")
     exported = export_markdown(conversation)
     assert exported.count("```") == 2 and exported.index("```\n") < exported.index("Thanks")
+
+
+def test_the_answer_is_saved_while_it_is_written(store, bases, kb, monkeypatch):
+    monkeypatch.setattr(chat, "SAVE_EVERY_S", 0.0)  # save after every piece
+    conversation = store.create()
+    turn = chat.ask(store, conversation, "LMDeploy 支持哪些量化？")
+    answer = prepare_answer(turn.question, turn.history, _llm(), Searcher(bases), [kb], SEARCH, AnswerSettings())
+    chat.settle(store, turn, answer)
+    reply = chat.stream_reply(store, turn, answer, iter(["AWQ ", "and int8", " [1]"]))
+    next(reply), next(reply), next(reply)  # the page is still drawing the third piece
+    assert store.get(conversation.id).messages[1].content.startswith("AWQ and int8")  # another tab sees it
