@@ -58,7 +58,6 @@ from core.settings import Settings, get_settings
 
 EMBEDDING = "multilingual-e5-small-q4"
 QWEN = "qwen2.5-coder-1.5b-instruct-offline"
-PUBMED_TUNING = 200  # the first abstracts (sorted ids) the relevance floor was tuned on
 DECLINED = ("资料中没有", "没有找到", "无法回答", "not contain", "do not contain", "doesn't contain", "cannot answer")
 MAX_NEW_TOKENS = 96  # CMRC answers are short spans; PubMedQA's conclusions a sentence or two
 _DROP = re.compile(r"[\s\W_]+", re.UNICODE)
@@ -94,10 +93,7 @@ def knowledge_base(services: Services, qa: data.QASet, work: Path, embedding: st
 
 def pubmed_reported() -> data.QASet:
     """PubMedQA without the slice the floor was tuned on."""
-    every = data.pubmedqa()
-    tuning = set(sorted(every.passages)[:PUBMED_TUNING])
-    passages = {k: v for k, v in every.passages.items() if k not in tuning}
-    return data.QASet("pubmedqa", passages, [q for q in every.questions if q[1] in passages])
+    return data.pubmedqa_split()[1]
 
 
 class WithoutGold(Searcher):

@@ -32,7 +32,6 @@ Run: python -m bench.calibrate_guard [--check] [--quick]
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import random
 import shutil
@@ -54,7 +53,6 @@ from core.settings import Settings
 
 E5 = "multilingual-e5-small-q4"
 MINILM = "all-minilm-l6-v2"
-PUBMED_TUNING = 200
 # Report samples stay small since the bundled model embeds only a few chunks a second on a CPU.
 REPORT_PASSAGES = 200
 FOREIGN_SAMPLE = 200  # CMRC questions asked of the English-only MiniLM's knowledge bases
@@ -75,26 +73,11 @@ class Asked:
     gold: np.ndarray
 
 
-def cmrc_trial() -> data.QASet:
-    """CMRC 2018 trial: 256 passages and 1,002 questions, the Chinese tuning set."""
-    raw = json.loads((data.EVALDATA / "cmrc2018" / "cmrc2018_trial.json").read_text(encoding="utf-8"))
-    passages, questions = {}, []
-    for article in raw["data"]:
-        for paragraph in article["paragraphs"]:
-            passages[paragraph["id"]] = paragraph["context"]
-            questions += [
-                (qa["question"], paragraph["id"], [a["text"] for a in qa["answers"]]) for qa in paragraph["qas"]
-            ]
-    return data.QASet("cmrc2018-trial", passages, questions)
-
-
 def pubmed_split(limit: int | None) -> tuple[data.QASet, data.QASet]:
-    """The PubMedQA tuning slice (first ids in sorted order) and a fixed sample of the rest."""
-    every = data.pubmedqa()
-    ids = sorted(every.passages)
-    tuning, rest = set(ids[:PUBMED_TUNING]), ids[PUBMED_TUNING:]
-    report_ids = set(random.Random(0).sample(rest, limit or REPORT_PASSAGES))
-    return _subset(every, tuning, "pubmedqa-tuning"), _subset(every, report_ids, "pubmedqa-report")
+    """The PubMedQA tuning slice and a fixed sample of the rest."""
+    tuning, rest = data.pubmedqa_split()
+    report_ids = set(random.Random(0).sample(sorted(rest.passages), limit or REPORT_PASSAGES))
+    return tuning, _subset(rest, report_ids, "pubmedqa-report")
 
 
 def halves(qa: data.QASet) -> tuple[data.QASet, list]:
@@ -313,7 +296,7 @@ _CONSTANTS = ("keyword_half", "score_floor", "score_ceiling", "keyword_weight", 
 
 def _fit(services: Services, quick: bool, work: Path) -> None:
     limit = 30 if quick else None
-    cmrc, pubmed = _first(cmrc_trial(), limit), _first(pubmed_split(None)[0], limit)
+    cmrc, pubmed = _first(data.cmrc2018(split="trial"), limit), _first(pubmed_split(None)[0], limit)
     e5 = fit(
         {
             cmrc.name: collect(services, E5, cmrc, pubmed.questions, work),

@@ -22,16 +22,23 @@ class QASet:
     questions: list[tuple[str, str, list[str]]]  # (question, gold passage id, reference answers)
 
 
-def cmrc2018(limit: int | None = None, seed: int = 0) -> QASet:
-    """CMRC 2018 dev: 848 Chinese Wikipedia passages and 3,219 questions (``limit`` passages)."""
-    data = json.loads((EVALDATA / "cmrc2018" / "cmrc2018_dev.json").read_text(encoding="utf-8"))
+# Constants and methods are chosen on the tuning split (CMRC 2018 trial, the first PubMedQA
+# abstracts in sorted id order); figures are reported on the rest.
+PUBMED_TUNING = 200
+
+
+def cmrc2018(limit: int | None = None, seed: int = 0, split: str = "dev") -> QASet:
+    """CMRC 2018 ``split``: dev (reported on) has 848 Chinese Wikipedia passages and 3,219
+    questions, trial (tuned on) 256 and 1,002 (``limit`` passages).
+    """
+    data = json.loads((EVALDATA / "cmrc2018" / f"cmrc2018_{split}.json").read_text(encoding="utf-8"))
     passages, questions = {}, []
     for article in data["data"]:
         for paragraph in article["paragraphs"]:
             passages[paragraph["id"]] = paragraph["context"]
             for qa in paragraph["qas"]:
                 questions.append((qa["question"], paragraph["id"], [a["text"] for a in qa["answers"]]))
-    return _sample(QASet("cmrc2018", passages, questions), limit, seed)
+    return sample(QASet("cmrc2018" if split == "dev" else f"cmrc2018-{split}", passages, questions), limit, seed)
 
 
 def pubmedqa(limit: int | None = None, seed: int = 0) -> QASet:
@@ -39,10 +46,21 @@ def pubmedqa(limit: int | None = None, seed: int = 0) -> QASet:
     data = json.loads((EVALDATA / "pubmedqa" / "ori_pqal.json").read_text(encoding="utf-8"))
     passages = {pid: " ".join(item["CONTEXTS"]) for pid, item in data.items()}
     questions = [(item["QUESTION"], pid, [item["final_decision"]]) for pid, item in data.items()]
-    return _sample(QASet("pubmedqa", passages, questions), limit, seed)
+    return sample(QASet("pubmedqa", passages, questions), limit, seed)
 
 
-def _sample(qa: QASet, limit: int | None, seed: int) -> QASet:
+def pubmedqa_split() -> tuple[QASet, QASet]:
+    """PubMedQA's tuning slice (the first ``PUBMED_TUNING`` ids in sorted order) and the rest."""
+    every = pubmedqa()
+    tuning = set(sorted(every.passages)[:PUBMED_TUNING])
+    return _subset(every, tuning, "pubmedqa-tuning"), _subset(every, set(every.passages) - tuning, "pubmedqa")
+
+
+def _subset(qa: QASet, ids: set[str], name: str) -> QASet:
+    return QASet(name, {k: v for k, v in qa.passages.items() if k in ids}, [q for q in qa.questions if q[1] in ids])
+
+
+def sample(qa: QASet, limit: int | None, seed: int = 0) -> QASet:
     """A fixed random subset of ``limit`` passages with the questions they answer."""
     if not limit or limit >= len(qa.passages):
         return qa

@@ -81,11 +81,6 @@ class KnowledgeBaseNotFound(AppError):
     zh = "知识库 “{name}” 不存在（可能已被删除）。请选择其他知识库。"
 
 
-class KnowledgeBaseEmpty(AppError):
-    en = "Knowledge base '{name}' has no chunks yet. Add a folder to it on the Knowledge page."
-    zh = "知识库 “{name}” 还没有内容。请在“知识库”页面添加文件夹。"
-
-
 class FolderNotFound(AppError):
     en = "'{path}' is not a folder this app can read. Check the path (it is read on the machine running the app)."
     zh = "“{path}” 不是可读取的文件夹。请检查路径（路径指运行本应用的机器上的位置）。"

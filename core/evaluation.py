@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import datetime
 import io
 import json
 import random
 import statistics
 import time
 import uuid
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +61,9 @@ class EvalSettings:
     threshold: float | None = None  # None: the embedding model's calibrated floor
     reranker: str | None = None
     answers: bool = False
+    # The answer prompt's language. The page passes the UI's, as the Chat page does, so a run
+    # measures the answers users get there (knowledge bases do not record their text's language).
+    lang: str = "zh"
 
 
 @dataclasses.dataclass
@@ -120,14 +126,21 @@ def draft_questions(llm: BaseChatModel, chunks: list[ChunkRecord], count: int, s
     return drafted
 
 
-def matches(path: str, expected: str) -> bool:
-    """Whether a retrieved file is the expected one (a full path, or its last part).
+def same_file(retrieved: str, expected: str) -> bool:
+    """Whether ``retrieved`` is the file a question expects: the expected path's parts are the
+    retrieved path's last parts, so a bare file name finds that file in any folder, never a
+    longer name that merely ends the same way. Backslashes typed on Windows are separators.
 
-    >>> matches("docs/zh_cn/quant/w4a16.md", "w4a16.md"), matches("a/b.md", "c.md")
+    >>> same_file("docs/quant.md", "quant.md"), same_file("docs/w8a8_quant.md", "quant.md")
     (True, False)
     """
-    expected = expected.strip().lstrip("./")
-    return bool(expected) and (path == expected or path.endswith("/" + expected) or path.endswith(expected))
+    wanted = _parts(expected.replace("\\", "/"))
+    return bool(wanted) and _parts(retrieved)[-len(wanted) :] == wanted
+
+
+def _parts(path: str) -> list[str]:
+    # "./" and empty parts name no folder; a dot that starts a name (".github", ".env") does.
+    return [part for part in path.strip().split("/") if part not in ("", ".")]
 
 
 def run_evaluation(
@@ -144,7 +157,7 @@ def run_evaluation(
     search = SearchSettings(
         k=settings.k, mode=settings.mode, threshold=settings.threshold, rerank=settings.reranker is not None
     )
-    answering = AnswerSettings(lang="zh", rewrite=False)
+    answering = AnswerSettings(lang=settings.lang, rewrite=False)
     for index, item in enumerate(questions):
         if ctx:
             ctx.check_cancelled()
@@ -153,7 +166,7 @@ def run_evaluation(
         prepared = prepare_answer(item.question, [], llm, searcher, [kb], search, answering)
         retrieve_ms = (time.perf_counter() - started) * 1000
         paths = [hit.chunk.path for hit in prepared.hits]
-        rank = next((hit.rank for hit in prepared.hits if matches(hit.chunk.path, item.source)), None)
+        rank = next((hit.rank for hit in prepared.hits if same_file(hit.chunk.path, item.source)), None)
         row: dict[str, Any] = {
             "question": item.question,
             "expected_source": item.source,
@@ -173,7 +186,7 @@ def run_evaluation(
                 answer=reply,
                 generate_ms=round((time.perf_counter() - started) * 1000, 1),
                 cited=cited,
-                cited_hit=any(matches(p, item.source) for p in cited) if item.source else None,
+                cited_hit=any(same_file(p, item.source) for p in cited) if item.source else None,
                 contains_answer=item.answer.lower() in reply.lower() if item.answer else None,
             )
         run.rows.append(row)
@@ -205,6 +218,51 @@ def summarize(rows: list[dict[str, Any]], k: int) -> dict[str, float]:
         if values:
             metrics[f"{stage}_p50"] = round(statistics.median(values), 1)
     return metrics
+
+
+def format_metric(name: str, value: float | None) -> str:
+    """A figure as people read it: rates to two decimals, counts and milliseconds whole, and
+    blank when it was not measured (no expected files, no answers).
+
+    >>> format_metric("mrr", 0.86666), format_metric("retrieve_ms_p50", 120.4), format_metric("mrr", None)
+    ('0.87', '120', '')
+    """
+    if value is None:
+        return ""
+    return f"{value:.0f}" if name == "questions" or name.endswith("_ms_p50") else f"{value:.2f}"
+
+
+# What can tell runs apart, in the order a label lists it. The prompt language is left out:
+# it matters only with answers on, and the comparison shows it in a column of its own.
+_LABEL_FIELDS = ("kb", "question_set", "mode", "k", "reranker", "threshold", "answers")
+
+
+def run_labels(runs: list[EvalRun], describe: Callable[[str, Any], str]) -> dict[str, str]:
+    """A distinct label for each run, by id: when it started, then ``describe(field, value)`` for
+    each of the knowledge base, the question set and the settings that is not the same for all
+    ``runs``. Runs whose labels would still be equal get the start of their id too.
+    """
+    values = {run.id: {"kb": run.kb, "question_set": run.question_set, **run.settings} for run in runs}
+    differing = [field for field in _LABEL_FIELDS if len({v.get(field) for v in values.values()}) > 1]
+    labels = {
+        run.id: " · ".join([_when(run.started), *(describe(f, values[run.id].get(f)) for f in differing)])
+        for run in runs
+    }
+    repeated = Counter(labels.values())
+    short = _short_ids(list(labels))
+    return {rid: f"{label} · #{short[rid]}" if repeated[label] > 1 else label for rid, label in labels.items()}
+
+
+def _when(started: float) -> str:
+    return datetime.datetime.fromtimestamp(started).strftime("%m-%d %H:%M")
+
+
+def _short_ids(ids: list[str]) -> dict[str, str]:
+    # The shortest start (four characters at least) that no two of the ids share.
+    size = 4
+    while len({i[:size] for i in ids}) < len(ids):
+        size += 1
+    return {i: i[:size] for i in ids}
 
 
 class EvaluationStore:

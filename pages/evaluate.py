@@ -34,9 +34,11 @@ if st.button(t("eval.run"), key=keys.EVAL_RUN, type="primary", disabled=busy or 
         st.rerun()
 job_panel(app, kb, job)
 
-if job and job.kind == "evaluate" and job.status == "done":
+finished = job and job.kind == "evaluate" and job.status == "done"
+result = next((r for r in app.evaluations.runs() if r.id == job.result["run"]), None) if finished else None
+if result:  # None once the user has deleted the run
     st.subheader(t("eval.result.header"))
-    show_run(next(r for r in app.evaluations.runs() if r.id == job.result["run"]))
+    show_run(result)
 
 st.subheader(t("eval.history.header"))
 compare(app)

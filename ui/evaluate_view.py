@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-import datetime
+from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from core.errors import AppError
-from core.evaluation import EvalRun, EvalSettings, Question, parse_question_set
+from core.evaluation import EvalRun, EvalSettings, Question, format_metric, parse_question_set, run_labels
 from core.jobs import JobState
 from core.knowledge.records import KnowledgeBase
 from core.services import Services
 from ui import keys
 from ui.chat_view import MODES
-from ui.common import duration, lang, show_error, t
+from ui.common import duration, lang, plain, show_error, t
 from ui.jobs import watch
+from ui.text import LANGUAGES
 
 METRICS = ["recall_at_k", "mrr", "citation_hit_rate", "answer_containment", "retrieve_ms_p50", "generate_ms_p50"]
 _PENDING = "eval.pending_questions"
+# Widget keys of the run deletion (ui/keys.py holds the page's other keys).
+DELETE_PICK = "eval.delete_pick"
+DELETE_YES = "eval.delete_yes"
 
 
 def question_set(app: Services, kb: KnowledgeBase, job: JobState | None) -> tuple[str, list[Question]]:
@@ -108,7 +112,14 @@ def settings_form(app: Services) -> EvalSettings:
         placeholder=t("chat.reranker.none"),
     )
     answers = st.toggle(t("eval.answers"), key=keys.EVAL_ANSWERS, disabled=app.models.current is None)
-    return EvalSettings(mode=mode, k=k, threshold=None if calibrated else threshold, reranker=reranker, answers=answers)
+    return EvalSettings(
+        mode=mode,
+        k=k,
+        threshold=None if calibrated else threshold,
+        reranker=reranker,
+        answers=answers,
+        lang=lang(),  # answers are asked for in the UI's language, as on the Chat page
+    )
 
 
 def job_panel(app: Services, kb: KnowledgeBase, job: JobState | None) -> None:
@@ -132,56 +143,153 @@ def show_run(run: EvalRun) -> None:
     k = run.settings.get("k", 4)
     shown = [m for m in METRICS if m in run.metrics]
     for column, metric in zip(st.columns(len(shown) or 1), shown, strict=False):
-        value = run.metrics[metric]
-        column.metric(t(f"eval.metric.{metric}", k=k), f"{value:.0f}" if metric.endswith("_ms_p50") else f"{value:.2f}")
-    rows = pd.DataFrame(run.rows)
-    if rows.empty:
+        column.metric(t(f"eval.metric.{metric}", k=k), format_metric(metric, run.metrics[metric]))
+    if not run.rows:
         return
     st.caption(t("eval.rows"))
     table = pd.DataFrame(
         {
-            t("eval.col.question"): rows["question"],
-            t("eval.col.source"): rows["expected_source"],
-            t("eval.col.hit"): rows["hit"],
-            t("eval.col.rank"): rows["rank"],
-            t("eval.col.retrieved"): rows["retrieved"].map(lambda paths: ", ".join(paths)),
+            t("eval.col.question"): [r["question"] for r in run.rows],
+            t("eval.col.source"): [r["expected_source"] for r in run.rows],
+            t("eval.col.hit"): [r["hit"] for r in run.rows],
+            # Text, so that a file not found leaves the cell blank instead of showing "None".
+            t("eval.col.rank"): ["" if r["rank"] is None else str(r["rank"]) for r in run.rows],
+            t("eval.col.retrieved"): [", ".join(r["retrieved"]) for r in run.rows],
         }
     )
     st.dataframe(table, hide_index=True, width="stretch")
 
 
 def compare(app: Services) -> None:
-    """Every kept run; the chosen ones side by side, with a chart."""
+    """Every kept run; the chosen ones side by side, in a table and a chart; deleting a run."""
     runs = app.evaluations.runs()
     if not runs:
         st.caption(t("eval.history.none"))
         return
     by_id = {r.id: r for r in runs}
-
-    def label(run_id: str) -> str:
-        run = by_id[run_id]
-        when = datetime.datetime.fromtimestamp(run.started).strftime("%m-%d %H:%M")
-        s = run.settings
-        return f"{when} · {run.kb} · {run.question_set} · {s['mode']} k={s['k']}" + (
-            " +rerank" if s.get("reranker") else ""
-        )
-
+    words = _Words(app)
+    labels = run_labels(runs, words.describe)
+    # A deleted run leaves the picked ones, which must all be options.
+    if keys.EVAL_COMPARE in st.session_state:
+        st.session_state[keys.EVAL_COMPARE] = [i for i in st.session_state[keys.EVAL_COMPARE] if i in by_id]
     # A new run joins the comparison: the three newest are shown until the user picks others.
     if st.session_state.get("eval.newest") != runs[0].id:
         st.session_state["eval.newest"] = runs[0].id
         st.session_state[keys.EVAL_COMPARE] = list(by_id)[:3]
-    chosen = st.multiselect(t("eval.history.pick"), list(by_id), format_func=label, key=keys.EVAL_COMPARE)
-    if not chosen:
-        return
-    table = pd.DataFrame(
+    chosen = st.multiselect(t("eval.history.pick"), list(by_id), format_func=labels.get, key=keys.EVAL_COMPARE)
+    if chosen:
+        picked = [by_id[i] for i in chosen]
+        _comparison_table(picked, labels, words)
+        _comparison_chart(picked, labels)
+    _delete_run(app, labels)
+
+
+class _Words:
+    """How a run's settings read, in the UI's language, in labels and in the table."""
+
+    def __init__(self, app: Services) -> None:
+        self._rerankers = {r.key: r.name for r in app.rerankers()}
+
+    def describe(self, field: str, value: Any) -> str:
+        """``value`` of ``field`` in a run's label."""
+        match field:
+            case "mode":
+                return t(f"chat.mode.{value}")
+            case "k":
+                return f"k={value}"
+            case "reranker":
+                return self.reranker(value) if value else t("eval.label.no_reranker")
+            case "threshold":
+                return t("eval.label.floor", floor=self.floor(value))
+            case "answers":
+                return t("eval.label.answers" if value else "eval.label.retrieval")
+        return str(value)  # the knowledge base's and the question set's names
+
+    def reranker(self, key: str | None) -> str:
+        """A reranker's name (its key when no longer in the catalog); "off" for none."""
+        return self._rerankers.get(key, key) if key else t("chat.reranker.none")
+
+    @staticmethod
+    def floor(threshold: float | None) -> str:
+        """The lowest relevance kept, or "calibrated" when the embedding model's floor was used."""
+        return t("eval.floor.auto") if threshold is None else f"{threshold:.2f}"
+
+
+def _comparison_table(runs: list[EvalRun], labels: dict[str, str], words: _Words) -> None:
+    # Figures are text so that one not measured stays blank; st.dataframe writes "None" for a
+    # missing number.
+    rows = [
         {
-            label(rid): {
-                t(f"eval.metric.{m}", k=by_id[rid].settings.get("k", 4)): by_id[rid].metrics.get(m) for m in METRICS
-            }
-            for rid in chosen
+            "run": labels[run.id],
+            "questions": int(run.metrics["questions"]),
+            **{m: format_metric(m, run.metrics.get(m)) for m in METRICS},
+            "kb": run.kb,
+            "question_set": run.question_set,
+            "mode": words.describe("mode", run.settings["mode"]),
+            "k": run.settings["k"],
+            "reranker": words.reranker(run.settings.get("reranker")),
+            "floor": words.floor(run.settings.get("threshold")),
+            "answers": bool(run.settings.get("answers")),
+            "lang": _prompt_language(run),
         }
+        for run in runs
+    ]
+    figure = {m: st.column_config.TextColumn(t(f"eval.metric.{m}", k="k"), alignment="right") for m in METRICS}
+    st.dataframe(
+        pd.DataFrame(rows),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "run": st.column_config.TextColumn(t("eval.col.run"), pinned=True),
+            "questions": st.column_config.NumberColumn(t("eval.col.questions")),
+            **figure,
+            "kb": t("eval.col.kb"),
+            "question_set": t("eval.col.set"),
+            "mode": t("chat.mode"),
+            "k": st.column_config.NumberColumn("k"),
+            "reranker": t("chat.reranker"),
+            "floor": t("chat.threshold"),
+            "answers": st.column_config.CheckboxColumn(t("eval.col.answers")),
+            "lang": t("eval.col.lang"),
+        },
     )
-    st.dataframe(table, width="stretch")
-    quality = table.loc[[i for i in table.index if "ms" not in i]].dropna(how="all")
-    if not quality.empty:
-        st.bar_chart(quality.T, stack=False)
+
+
+def _prompt_language(run: EvalRun) -> str:
+    # Blank without answers, where no prompt was written; runs kept before the language was
+    # recorded all used the Chinese prompt.
+    return LANGUAGES[run.settings.get("lang", "zh")] if run.settings.get("answers") else ""
+
+
+def _comparison_chart(runs: list[EvalRun], labels: dict[str, str]) -> None:
+    # Rates (0 to 1) only, the milliseconds being on another scale; a figure not measured is
+    # left out rather than drawn as nothing or zero.
+    legend = t("eval.col.run")  # the color column's name titles the legend
+    bars = [
+        {"metric": t(f"eval.metric.{m}", k="k"), legend: labels[run.id], "value": run.metrics[m]}
+        for run in runs
+        for m in METRICS
+        if not m.endswith("_ms_p50") and m in run.metrics
+    ]
+    if bars:
+        st.bar_chart(
+            pd.DataFrame(bars), x="metric", y="value", color=legend, stack=False, sort=False, x_label="", y_label=""
+        )
+
+
+def _delete_run(app: Services, labels: dict[str, str]) -> None:
+    """Delete a kept run, after a confirmation."""
+    if st.session_state.get(DELETE_PICK) not in labels:
+        st.session_state.pop(DELETE_PICK, None)  # the run it named is gone
+    with st.popover(t("eval.delete"), icon=":material/delete:"):
+        run_id = st.selectbox(t("eval.delete.pick"), list(labels), format_func=labels.get, key=DELETE_PICK)
+        label = plain(labels[run_id])
+        st.write(t("eval.delete.confirm", label=label))
+        if st.button(t("eval.delete.yes"), key=DELETE_YES, type="primary"):
+            try:
+                app.evaluations.delete_run(run_id)
+            except AppError as error:
+                show_error(error)
+            else:
+                st.toast(t("eval.deleted", label=label))
+                st.rerun()

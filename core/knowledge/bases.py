@@ -203,10 +203,6 @@ class KnowledgeBases:
         """The raw Chroma collection of ``kb``, for writing vectors computed by ingestion."""
         return vectors.collection(self.client, kb.collection, kb.embedding)
 
-    def store(self, kb: KnowledgeBase) -> Any:
-        """The LangChain vector store of ``kb``, embedding with the model it was built with."""
-        return vectors.open_store(self.client, kb.collection, self.embeddings.get(kb.embedding), kb.embedding)
-
     def splitter(self, kb: KnowledgeBase) -> SplitterSettings:
         """The splitter settings ``kb`` records."""
         return SplitterSettings(**kb.splitter)

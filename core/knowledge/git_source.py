@@ -33,7 +33,6 @@ _OPTIONS = (
 )
 # Set when the app runs inside a git hook; they would point every command at that repository.
 _REPOSITORY_ENV = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR")
-_LOCAL_TIMEOUT_S = 60.0
 
 _HELPER = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*::")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -119,11 +118,6 @@ def update(repo: Path, ref: str | None = None, timeout_s: float = 300) -> tuple[
     git("checkout", "--force", "--detach", new, repo=repo)
     git("clean", "-ffdx", repo=repo)
     return old, new, changes
-
-
-def head(repo: Path) -> str:
-    """The sha of the commit checked out in ``repo``."""
-    return _rev(_Git(str(repo), _LOCAL_TIMEOUT_S), repo, "HEAD")
 
 
 class _Git:

@@ -17,7 +17,6 @@ import os
 import queue
 import threading
 import time
-from collections import Counter
 from pathlib import Path
 
 from core.jobs import JobContext
@@ -27,7 +26,7 @@ from core.knowledge.reading import UnreadableText
 from core.knowledge.records import ChunkRecord, FileRecord, KnowledgeBase, Source
 from core.knowledge.scanning import FoundFile, SkippedFile, scan_folder
 from core.knowledge.splitting import SPLITTER_VERSION, Piece, embedded_text, split_document
-from core.knowledge.terms import terms
+from core.knowledge.terms import chunk_terms
 
 _DONE = object()
 _QUEUE_FILES = 64  # files read ahead of the embedder: bounds memory on any corpus size
@@ -199,7 +198,7 @@ class Ingestion:
                     piece.end_line,
                     piece.heading,
                     piece.text,
-                    " ".join(terms(embedded_text(piece))),
+                    chunk_terms(piece.heading, piece.text),
                     *(piece.columns or (None, None)),
                 )
                 chunks[cid] = (record, piece)
@@ -311,8 +310,3 @@ def _drain(items: queue.Queue) -> None:
             items.get_nowait()
         except queue.Empty:
             return
-
-
-def kinds_of(files: list[FoundFile]) -> dict[str, int]:
-    """How many files of each suffix (for previews)."""
-    return dict(Counter(Path(f.path).suffix.lower() or f.path for f in files).most_common())

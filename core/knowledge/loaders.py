@@ -1,7 +1,8 @@
 """Turn one file (text, code, notebook, HTML, PDF, Word, CSV) into plain text for chunking.
 
-The document libraries (pypdf, python-docx, BeautifulSoup) are imported inside the readers
-that need them, so importing ``core`` stays light.
+HTML and Word files become Markdown (markdownify; mammoth turns .docx into HTML first), so
+headings, lists and tables keep their shape for the splitter. The document libraries are
+imported inside the readers that need them, so importing ``core`` stays light.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import functools
 import io
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,9 +23,7 @@ from langchain_text_splitters import Language
 from core.knowledge.reading import CODE_SUFFIXES, DATA_SUFFIXES, DOC_SUFFIXES, TEXT_SUFFIXES, UnreadableText, decode
 
 if TYPE_CHECKING:
-    from bs4.element import PageElement, Tag
-    from docx.table import Table
-    from docx.text.paragraph import Paragraph
+    from bs4 import BeautifulSoup
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +33,6 @@ class LoadedDocument:
     text: str
     kind: str
     language: str | None
-    page_starts: tuple[int, ...] = ()
 
 
 class UnsupportedFile(ValueError):
@@ -88,16 +86,6 @@ def _plain(data: bytes, kind: str, language: str | None = None) -> LoadedDocumen
     return LoadedDocument(_normalise(text), kind, language)
 
 
-def _tidy(lines: Iterable[str]) -> str:
-    """Lines joined, trailing spaces cut, runs of blank lines made one, no blank edges."""
-    kept: list[str] = []
-    for line in lines:
-        line = line.rstrip()
-        if line or (kept and kept[-1]):
-            kept.append(line)
-    return "\n".join(kept).strip("\n")
-
-
 # --- notebooks -------------------------------------------------------------------------------
 
 
@@ -141,33 +129,6 @@ def _field(mapping: object, key: str) -> object:
 
 _META_CHARSET = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?\s*([A-Za-z0-9_.:-]+)", re.IGNORECASE)
 _BOMS = (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_BE)
-_DROPPED_TAGS = ["script", "style", "noscript", "template"]
-_HEADINGS = {f"h{level}": level for level in range(1, 7)}
-# Blocks that stand apart as paragraphs; other block elements only start a new line.
-_PARAGRAPHS = {"p", "pre", "table", "blockquote", "figure", "section", "article"}
-_BLOCKS = {
-    "div",
-    "ul",
-    "ol",
-    "dl",
-    "header",
-    "footer",
-    "main",
-    "nav",
-    "aside",
-    "address",
-    "caption",
-    "dt",
-    "dd",
-    "figcaption",
-    "form",
-    "fieldset",
-    "hr",
-    "head",
-    "title",
-    "body",
-    "html",
-}
 
 
 def _decode_html(data: bytes) -> str:
@@ -186,88 +147,6 @@ def _decode_html(data: bytes) -> str:
     return decode(data)[0]
 
 
-class _HtmlLines:
-    """Lines of markdown-like text, built while walking an HTML tree."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.inline: list[str] = []
-        self.prefix = ""
-
-    def end_line(self) -> None:
-        # HTML collapses whitespace in running text; a pending list marker waits for real text.
-        line = " ".join("".join(self.inline).split())
-        self.inline.clear()
-        if line:
-            self.lines.append(self.prefix + line)
-            self.prefix = ""
-
-    def add(self, *lines: str, paragraph: bool = False) -> None:
-        self.end_line()
-        if paragraph:
-            self.lines.append("")
-        self.lines.extend(lines)
-        if paragraph:
-            self.lines.append("")
-
-    def walk(self, root: Tag) -> None:
-        """Add the text under ``root``, in document order."""
-        from bs4.element import NavigableString, PreformattedString, Tag
-
-        # A stack rather than recursion: old pages leave hundreds of tags (<font>, <p>) unclosed,
-        # which nests the tree deeper than Python's recursion limit.
-        todo: list[tuple[PageElement | Callable[[], None], int]] = [(child, 0) for child in reversed(root.contents)]
-        while todo:
-            item, depth = todo.pop()
-            if isinstance(item, Tag):
-                todo.extend(reversed(self._open(item, depth)))
-            elif isinstance(item, PreformattedString):  # comments, doctypes, processing instructions
-                continue
-            elif isinstance(item, NavigableString):
-                self.inline.append(str(item))
-            else:
-                item()
-
-    def _open(self, tag: Tag, depth: int) -> list[tuple[PageElement | Callable[[], None], int]]:
-        """Render what ``tag`` itself adds; return its children and closing steps, still to walk."""
-        name = tag.name
-        if name in _HEADINGS:
-            self.add("#" * _HEADINGS[name] + " " + _flat(tag), paragraph=True)
-        elif name == "br":
-            self.end_line()
-        elif name == "tr":
-            cells = [_flat(cell) for cell in tag.find_all(["td", "th"], recursive=False)]
-            if any(cells):
-                self.add(" | ".join(cells))
-        elif name == "pre":
-            # Code keeps its whitespace; the fence lets a markdown splitter treat it as code.
-            self.add("```", *tag.get_text().strip("\n").split("\n"), "```", paragraph=True)
-        elif name == "li":
-            self.end_line()
-            self.prefix = "  " * max(depth - 1, 0) + "- "
-            return [*((child, depth) for child in tag.contents), (self._end_item, depth)]
-        elif name in _PARAGRAPHS or name in _BLOCKS:
-            close = functools.partial(self.add, paragraph=name in _PARAGRAPHS)
-            close()
-            inner = depth + (name in {"ul", "ol"})
-            return [*((child, inner) for child in tag.contents), (close, depth)]
-        else:
-            return [(child, depth) for child in tag.contents]
-        return []
-
-    def _end_item(self) -> None:
-        self.end_line()
-        self.prefix = ""
-
-
-def _flat(tag: Tag) -> str:
-    """An element's text on one line (for headings and table cells)."""
-    lines = _HtmlLines()
-    lines.walk(tag)
-    lines.end_line()
-    return " ".join(line for line in lines.lines if line)
-
-
 def _html(data: bytes) -> LoadedDocument:
     from bs4 import BeautifulSoup, ParserRejectedMarkup
 
@@ -276,12 +155,52 @@ def _html(data: bytes) -> LoadedDocument:
         soup = BeautifulSoup(text, "html.parser")
     except ParserRejectedMarkup as exc:  # rare: html.parser is lenient
         raise UnreadableText(f"broken HTML: {exc}") from exc
-    for tag in soup.find_all(_DROPPED_TAGS):
+    for tag in soup.find_all(["script", "style", "noscript", "template"]):
         tag.decompose()
-    lines = _HtmlLines()
-    lines.walk(soup)
-    lines.end_line()
-    return LoadedDocument(_tidy(lines.lines), "html", Language.MARKDOWN.value)
+    return LoadedDocument(_markdown(soup), "html", Language.MARKDOWN.value)
+
+
+# <br> leaves two trailing spaces, and empty blocks leave runs of blank lines.
+_TRAILING_SPACE = re.compile(r"[ \t]+\n")
+_BLANK_RUN = re.compile(r"\n{3,}")
+# markdownify recurses once per nesting level, and old pages leave tags (<font>, <p>) unclosed
+# hundreds of levels deep, past Python's recursion limit.
+_MAX_DEPTH = 100
+
+
+def _markdown(soup: BeautifulSoup) -> str:
+    """Markdown for an HTML tree: headings, lists, Markdown tables and fenced code.
+
+    Links and images keep only their text: URLs (and data: images) are noise to search.
+    Nothing is escaped, so that names like ``top_k`` stay findable as written.
+    """
+    from markdownify import MarkdownConverter
+
+    _flatten_deep(soup)
+    converter = MarkdownConverter(
+        heading_style="atx",
+        bullets="-",
+        escape_asterisks=False,
+        escape_underscores=False,
+        strip=["a", "img"],
+        table_infer_header=True,
+        wrap=True,  # with no width: running text on one line, as a browser shows it
+        wrap_width=None,
+    )
+    text = _TRAILING_SPACE.sub("\n", converter.convert_soup(soup))
+    return _BLANK_RUN.sub("\n\n", text).strip()
+
+
+def _flatten_deep(soup: BeautifulSoup) -> None:
+    """Replace what lies deeper than :data:`_MAX_DEPTH` with its text: the words stay, their markup goes."""
+    depth = {id(soup): 0}
+    at_limit = []
+    for tag in soup.find_all(True):  # document order, parents first, without recursion
+        depth[id(tag)] = depth[id(tag.parent)] + 1
+        if depth[id(tag)] == _MAX_DEPTH:
+            at_limit.append(tag)
+    for tag in at_limit:  # never inside one another, so each is flattened once
+        tag.string = tag.get_text(" ")
 
 
 # --- PDF ---------------------------------------------------------------------------------------
@@ -303,66 +222,28 @@ def _pdf(data: bytes) -> LoadedDocument:
         raise UnreadableText("encrypted PDF; it needs a password")
     if not any(pages):
         raise UnreadableText("no text layer; scanned PDFs need OCR")
-    starts, line = [], 1
-    for page in pages:
-        starts.append(line)
-        line += page.count("\n") + 2  # the page's own lines, then the blank line between pages
-    return LoadedDocument("\n\n".join(pages), "pdf", None, tuple(starts))
+    return LoadedDocument("\n\n".join(pages), "pdf", None)
 
 
 # --- Word ---------------------------------------------------------------------------------------
 
-_HEADING_STYLE = re.compile(r"Heading (\d+)")
+# The default style map makes Heading 1-6 headings but leaves a Title a paragraph.
+_DOCX_STYLES = "p[style-name='Title'] => h1:fresh"
 
 
 def _docx(data: bytes) -> LoadedDocument:
-    import docx
-    from docx.table import Table
+    import mammoth
+    from bs4 import BeautifulSoup
 
-    # python-docx fails on non-zip, non-Word or damaged files with a mix of zip, XML, key and
-    # value errors, some only when a damaged element is reached; all mean the file is unreadable.
+    # Images are dropped from the text anyway: skip reading and encoding them.
+    no_images = mammoth.images.img_element(lambda image: {})
+    # mammoth fails on non-zip, non-Word or damaged files with a mix of zip, XML, key and
+    # value errors; all mean the file is unreadable.
     try:
-        document = docx.Document(io.BytesIO(data))
-        lines: list[str] = []
-        for block in document.iter_inner_content():
-            if isinstance(block, Table):
-                lines.extend(["", *_docx_rows(block), ""])
-            else:
-                lines.extend(_docx_paragraph(block))
+        html = mammoth.convert_to_html(io.BytesIO(data), style_map=_DOCX_STYLES, convert_image=no_images).value
     except Exception as exc:
         raise UnreadableText(f"not a readable .docx file: {exc}") from exc
-    return LoadedDocument(_tidy(lines), "docx", Language.MARKDOWN.value)
-
-
-def _docx_paragraph(paragraph: Paragraph) -> list[str]:
-    text = _normalise(paragraph.text).strip()
-    if not text:
-        return []
-    style = (paragraph.style.name if paragraph.style is not None else None) or ""
-    heading = _HEADING_STYLE.match(style)
-    if heading or style.startswith("Title"):
-        level = min(int(heading.group(1)), 6) if heading else 1
-        return ["", "#" * level + " " + " ".join(text.split()), ""]
-    num_pr = paragraph._p.pPr.numPr if paragraph._p.pPr is not None else None
-    if num_pr is not None or style.startswith("List"):
-        level = num_pr.ilvl.val if num_pr is not None and num_pr.ilvl is not None else 0
-        return ["  " * level + "- " + text]
-    return [text, ""]
-
-
-def _docx_rows(table: Table) -> list[str]:
-    rows = []
-    for row in table.rows:
-        cells, seen = [], set()
-        for cell in row.cells:
-            # A merged cell appears once per grid column it spans; its text counts once.
-            if id(cell._tc) in seen:
-                continue
-            seen.add(id(cell._tc))
-            cells.append(" ".join(cell.text.split()))
-        if any(cells):
-            rows.append(" | ".join(cells))
-    return rows
+    return LoadedDocument(_markdown(BeautifulSoup(html, "html.parser")), "docx", Language.MARKDOWN.value)
 
 
 # --- CSV ---------------------------------------------------------------------------------------
@@ -414,7 +295,7 @@ def load(path: Path, data: bytes | None = None) -> LoadedDocument:
     content it cannot read, and ``OSError`` when ``path`` itself cannot be read.
 
     >>> load(Path("notes.md"), "# 标题\r\n正文".encode("gbk"))
-    LoadedDocument(text='# 标题\n正文', kind='markdown', language='markdown', page_starts=())
+    LoadedDocument(text='# 标题\n正文', kind='markdown', language='markdown')
     """
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES and path.name not in _PLAIN_NAMES:

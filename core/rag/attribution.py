@@ -1,9 +1,10 @@
 """Citations for every answer: keep the model's own, drop those that point nowhere, and find
 a source for each sentence the model left uncited.
 
-A sentence that cites a real source is ``cited``. An uncited one is ``matched`` to the source
-that contains the largest (rarity-weighted) share of its words and Chinese character pairs, if
-that share reaches ``SUPPORT_THRESHOLD``, and ``unsupported`` otherwise. Code, and sentences
+A sentence that cites a real source is ``cited``, unless the source does not support it while
+another does: then the citation is taken out (``corrected``). An uncited sentence is ``matched``
+to the source that contains the largest (rarity-weighted) share of its words and Chinese
+character pairs, if that share reaches ``SUPPORT_THRESHOLD``, and ``unsupported`` otherwise. Code, and sentences
 too short to judge ("Yes."), are ``plain``: neither claimed nor doubted.
 """
 
@@ -50,11 +51,14 @@ class AttributedSentence:
 
 @dataclasses.dataclass(frozen=True)
 class Attribution:
-    """The answer without citations that point nowhere (``dropped``), sentence by sentence."""
+    """The answer without citations that point nowhere (``dropped``) or at a source that does
+    not support their sentence while another does (``corrected``), sentence by sentence.
+    """
 
     text: str
     sentences: tuple[AttributedSentence, ...]
     dropped: tuple[int, ...]
+    corrected: tuple[int, ...] = ()
 
 
 def attribute(answer: str, docs: Sequence[Document], threshold: float = SUPPORT_THRESHOLD) -> Attribution:
@@ -64,25 +68,53 @@ def attribute(answer: str, docs: Sequence[Document], threshold: float = SUPPORT_
     >>> result = attribute("战国无双3由光荣和ω-force开发 [7]。", docs)
     >>> result.text, [(s.kind, s.sources) for s in result.sentences], result.dropped
     ('战国无双3由光荣和ω-force开发。', [('matched', (2,))], (7,))
+    >>> attribute("战国无双3由光荣和ω-force开发 [1]。", docs).corrected
+    (1,)
     """
-    # Brackets inside code ("x[0]") are indexing, not citations.
-    code = [(s.start, s.end) for s in split_sentences(answer) if s.code]
-    code += [m.span() for m in _INLINE_CODE.finditer(answer)]
-    nowhere = [
-        m
-        for m in _CITATION_WITH_SPACE.finditer(answer)
-        if not 1 <= int(m.group(1)) <= len(docs) and not any(a <= m.start() < b for a, b in code)
-    ]
-    dropped = tuple(dict.fromkeys(int(m.group(1)) for m in nowhere))
-    text = answer
-    for m in reversed(nowhere):
-        text = text[: m.start()] + text[m.end() :]
     sources = [doc.page_content.lower() for doc in docs]
+    nowhere = [m for m in _citations(answer) if not 1 <= int(m.group(1)) <= len(docs)]
+    text = _without(answer, nowhere)
+    # A citation of a source that does not support its sentence, while another source does, is
+    # a wrong number: taken out, so that the sentence is matched to the source behind it.
+    wrong = [m for sentence in split_sentences(text) for m in _wrong_citations(text, sentence, sources, threshold)]
+    text = _without(text, wrong)
     sentences = tuple(
         AttributedSentence(sentence.start, sentence.end, *_credit(sentence.text, sentence.code, sources, threshold))
         for sentence in split_sentences(text)
     )
-    return Attribution(text, sentences, dropped)
+    return Attribution(text, sentences, _numbers(nowhere), _numbers(wrong))
+
+
+def _citations(text: str) -> list[re.Match]:
+    """The ``[n]`` citations of ``text``, with the spaces before them; brackets inside code
+    ("x[0]") are indexing, not citations.
+    """
+    code = [(s.start, s.end) for s in split_sentences(text) if s.code]
+    code += [m.span() for m in _INLINE_CODE.finditer(text)]
+    return [m for m in _CITATION_WITH_SPACE.finditer(text) if not any(a <= m.start() < b for a, b in code)]
+
+
+def _wrong_citations(text: str, sentence, sources: list[str], threshold: float) -> list[re.Match]:
+    if sentence.code:
+        return []
+    found = [m for m in _citations(text) if sentence.start <= m.start() < sentence.end]
+    if not found:
+        return []
+    weighted = weights(features(_CITATION.sub("", sentence.text)), sources)
+    scores = [overlap(source, weighted) for source in sources]
+    if max(scores[int(m.group(1)) - 1] for m in found) >= threshold or max(scores) < threshold:
+        return []
+    return found
+
+
+def _without(text: str, matches: list[re.Match]) -> str:
+    for m in sorted(matches, key=lambda m: -m.start()):
+        text = text[: m.start()] + text[m.end() :]
+    return text
+
+
+def _numbers(matches: list[re.Match]) -> tuple[int, ...]:
+    return tuple(dict.fromkeys(int(m.group(1)) for m in sorted(matches, key=lambda m: m.start())))
 
 
 def attributed_markdown(attribution: Attribution) -> str:

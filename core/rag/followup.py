@@ -21,7 +21,7 @@ from typing import Literal
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage
 
-from core.rag.prompts import condense_prompt
+from core.rag.prompts import condense_prompt, fill
 
 RewriteSkip = Literal["not needed", "model not capable", "rejected output", "timed out", "stopped", "unchanged"]
 
@@ -287,8 +287,7 @@ def rewrite_followup(
     stopped = stop.is_set if isinstance(stop, threading.Event) else stop or (lambda: False)
     if stopped():
         return Rewrite(question, question, "stopped")
-    prompt = condense_prompt(lang).replace("{history}", _transcript(history, lang, budget))
-    prompt = prompt.replace("{question}", question)
+    prompt = fill(condense_prompt(lang), history=_transcript(history, lang, budget), question=question)
     started = time.monotonic()
     output, skipped = "", None
     # closing(): leaving the loop early must end generation now, not when the iterator is collected.

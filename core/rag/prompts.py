@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 # The InternLM tutorial's template (InternLM/tutorial, langchain/readme.md), kept verbatim as
 # the baseline the benchmarks compare against.
 SEED_TEMPLATE_ZH = """使用以下上下文来回答最后的问题。如果你不知道答案，就说你不知道，不要试图编造答案。尽量使答案简明扼要。总是在回答的最后说“谢谢你的提问！”。
@@ -48,6 +50,20 @@ CONDENSE_QUESTION_PROMPT_EN = (
 
 NO_CONTEXT_ZH = "（没有找到相关资料）"
 NO_CONTEXT_EN = "(no relevant sources were found)"
+
+
+def fill(template: str, **values: str) -> str:
+    """``template`` with each ``{name}`` of ``values`` replaced, in one pass.
+
+    Not ``PromptTemplate``: users edit the answer template, and its f-string parsing rejects
+    other braces they may write (a reply shaped as {"answer": ...}). Not chained ``str.replace``:
+    a source that happens to contain "{question}" would get the question pasted into it.
+
+    >>> fill("Q: {question} C: {context} {other}", context="see {question}", question="why?")
+    'Q: why? C: see {question} {other}'
+    """
+    names = "|".join(re.escape(name) for name in values)
+    return re.sub(r"\{(" + names + r")\}", lambda m: values[m.group(1)], template)
 
 
 def qa_system_prompt(lang: str) -> str:

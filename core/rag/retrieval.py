@@ -11,7 +11,7 @@ counts the evidence it searched with: hybrid and rrf the cosine and the BM25 sco
 the cosine only, keyword the BM25 score only. Hybrid, dense and keyword lists are ordered by
 that relevance; mmr and rrf keep their own order, by design not the relevance. Chunks below the
 threshold are left out: by default each model's ``relevance_floor``, calibrated so off-topic
-questions find nothing. An optional cross-encoder reranker re-orders the kept chunks.
+questions find nothing (keyword mode has no calibrated floor: any chunk sharing a word is kept). An optional cross-encoder reranker re-orders the kept chunks.
 """
 
 from __future__ import annotations
@@ -163,6 +163,10 @@ class Searcher:
     def _floor(self, kb: KnowledgeBase, settings: SearchSettings) -> float:
         if settings.threshold is not None:
             return settings.threshold
+        if settings.mode == "keyword":
+            # The floors are calibrated on relevance that counts meaning, which keyword mode
+            # leaves out: its words-only relevance stays below them even for exact matches.
+            return 0.0
         return self.bases.embeddings.registry.get(kb.embedding).relevance_floor
 
     def _query_vector(self, embedding: str, query: str) -> np.ndarray:

@@ -28,7 +28,6 @@ _CLAUSE = re.compile(r"[，、：,:]+")
 _HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _CJK = re.compile(f"[{_HAN}]")
 _CJK_RUN = re.compile(f"[{_HAN}]+")
-_SCRIPT_CHANGE = re.compile(f"(?<=[{_HAN}])(?=[^{_HAN}])|(?<=[^{_HAN}])(?=[{_HAN}])")
 _BREAK = re.compile(r"\s*\n\s*")
 
 # How long a piece of text is, as a share of the most that fits (see extractive.cost).
@@ -103,9 +102,7 @@ def features(text: str) -> set[str]:
     >>> sorted(features("光荣开发了Quick answers"))
     ['answers', 'quick', '光荣', '发了', '开发', '荣开']
     """
-    # terms() reads "3是光荣和ω" as one word when Chinese follows a digit or a Latin letter;
-    # a space at each change of script keeps "3" and "光荣" apart.
-    found = set(terms(_SCRIPT_CHANGE.sub(" ", text)))
+    found = set(terms(text))
     for run in _CJK_RUN.findall(text):
         found.update(run[i : i + 2] for i in range(len(run) - 1))
     return found

@@ -10,7 +10,7 @@ import pytest
 
 from core.errors import GitFailed, GitTimeout, InvalidGitRef, InvalidGitUrl
 from core.knowledge import git_source
-from core.knowledge.git_source import Change, check_git_url, clone, head, update
+from core.knowledge.git_source import Change, check_git_url, clone, update
 from tests.git_server import GitServer, Upstream, git
 
 
@@ -44,7 +44,7 @@ def test_clone_gets_the_default_branch_a_branch_or_a_tag(tmp_path, upstream, fil
 
     assert clone(upstream.url, tmp_path / "default", files=files) == main
     assert _files(tmp_path / "default") == {"README.md": "# v2\n", "docs/guide.md": "指南\n"}
-    assert head(tmp_path / "default") == main
+    assert git(tmp_path / "default", "rev-parse", "HEAD") == main
 
     assert clone(upstream.url, tmp_path / "dev", ref="dev", files=files) == dev
     assert set(_files(tmp_path / "dev")) == {"README.md", "dev.md", "docs/guide.md"}
@@ -81,7 +81,7 @@ def test_update_reports_added_modified_deleted_and_renamed_files(tmp_path, upstr
         "keep.md": "same\n",
         "new.md": "new\n",
     }
-    assert head(repo) == new
+    assert git(repo, "rev-parse", "HEAD") == new
     assert update(repo) == (new, new, [])
 
 

@@ -78,3 +78,16 @@ def test_without_sources_every_claim_is_unsupported():
     result = attribute("LMDeploy supports AWQ quantization [1].", [])
     assert result.dropped == (1,)
     assert _kinds(result) == [("LMDeploy supports AWQ quantization.", "unsupported", ())]
+
+
+def test_a_citation_of_a_source_that_does_not_support_the_sentence_is_corrected():
+    # The model cites [1] (quantization) for a sentence about the server's port, which [2] holds.
+    result = attribute("The api_server listens on port 23333 by default [1].", DOCS)
+    assert result.corrected == (1,) and result.dropped == ()
+    assert _kinds(result) == [("The api_server listens on port 23333 by default.", "matched", (2,))]
+    assert cited_numbers(attributed_markdown(result), len(DOCS)) == [2]
+
+
+def test_a_weakly_supported_citation_stays_when_no_other_source_does_better():
+    result = attribute("Bananas grow quickly in tropical greenhouses [1].", DOCS)
+    assert result.corrected == () and _kinds(result)[0][1:] == ("cited", (1,))

@@ -1,22 +1,29 @@
+import datetime
 import json
 
 import pytest
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
 from core.app_files import AppFiles
 from core.errors import InvalidQuestionSet
 from core.evaluation import (
+    EvalRun,
     EvalSettings,
     EvaluationStore,
     Question,
     draft_questions,
+    format_metric,
     parse_question_set,
     run_evaluation,
+    run_labels,
+    same_file,
 )
 from core.knowledge.ingest import Ingestion
 from core.knowledge.sources import FolderInput, prepare
 from core.knowledge.splitting import SplitterSettings
+from core.rag.prompts import qa_system_prompt
 from core.rag.retrieval import Searcher
 
 
@@ -79,3 +86,100 @@ def test_sets_and_runs_are_kept(tmp_path, bases, kb):
     assert [r.id for r in EvaluationStore(tmp_path / "e", AppFiles(tmp_path)).runs()] == [run.id]
     store.delete_run(run.id)
     assert store.runs() == []
+
+
+@pytest.mark.parametrize(
+    "retrieved, expected",
+    [
+        ("docs/quant.md", "quant.md"),
+        ("quant.md", "quant.md"),
+        ("repo/docs/quant.md", "docs/quant.md"),
+        ("docs/quant.md", "./docs/quant.md"),
+        ("docs/quant.md", "docs\\quant.md"),  # typed on Windows
+        (".github/x.md", ".github/x.md"),
+        ("repo/.env", ".env"),
+    ],
+)
+def test_an_expected_path_finds_the_file_it_names(retrieved, expected):
+    assert same_file(retrieved, expected)
+
+
+@pytest.mark.parametrize(
+    "retrieved, expected",
+    [
+        ("docs/w8a8_quant.md", "quant.md"),  # a longer name that ends the same way
+        ("other/quant.md", "docs/quant.md"),
+        ("github/x.md", ".github/x.md"),  # the leading dot is part of the folder's name
+        (".github/x.md", "github/x.md"),
+        ("config/prod.env", ".env"),
+        ("quant.md", "docs/quant.md"),
+        ("quant.md", ""),
+        ("quant.md", "./"),
+    ],
+)
+def test_an_expected_path_finds_no_other_file(retrieved, expected):
+    assert not same_file(retrieved, expected)
+
+
+def test_a_file_whose_name_only_ends_like_the_expected_one_is_no_hit(bases, kb):
+    questions = [Question("lmdeploy 量化", "quant.md"), Question("pasta boil minutes", "ta.md")]
+    run = run_evaluation(Searcher(bases), kb, questions, EvalSettings(k=2, threshold=0.0))
+    assert "pasta.md" in run.rows[1]["retrieved"]
+    assert [r["hit"] for r in run.rows] == [True, False]  # pasta.md is not ta.md
+
+
+class _Prompts(BaseCallbackHandler):
+    """Keeps the system prompt of every request to the chat model."""
+
+    def __init__(self):
+        self.system = []
+
+    def on_chat_model_start(self, serialized, messages, **kwargs):
+        self.system += [batch[0].content for batch in messages]
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_answers_are_asked_for_in_the_run_s_language(bases, kb, lang):
+    prompts = _Prompts()
+    llm = GenericFakeChatModel(messages=iter([AIMessage("AWQ [1]")]), callbacks=[prompts])
+    settings = EvalSettings(threshold=0.0, answers=True, lang=lang)
+    run = run_evaluation(Searcher(bases), kb, [Question("lmdeploy 量化", "quant.md")], settings, llm)
+    assert prompts.system == [qa_system_prompt(lang)]
+    assert run.settings["lang"] == lang
+
+
+def _run(run_id, kb="docs", started=1_764_511_500.0, **settings):
+    return EvalRun(run_id, kb, "mine", {**vars(EvalSettings()), **settings}, started)
+
+
+def _words(field, value):
+    return f"{field}={value}"
+
+
+def test_two_runs_of_one_knowledge_base_get_different_labels():
+    same = run_labels([_run("aaaa1111"), _run("bbbb2222")], _words)
+    assert len(set(same.values())) == 2
+    assert same["aaaa1111"].endswith("#aaaa") and "docs" not in same["aaaa1111"]
+
+    differing = run_labels([_run("aaaa1111", k=4), _run("bbbb2222", k=1, mode="dense")], _words)
+    assert differing["aaaa1111"].endswith(" · mode=hybrid · k=4")
+    assert differing["bbbb2222"].endswith(" · mode=dense · k=1")
+    assert "#" not in differing["aaaa1111"]  # the settings tell them apart
+
+
+def test_labels_start_with_the_time_and_stay_distinct_for_ids_that_begin_alike():
+    runs = [_run("abcd0001"), _run("abcd0002"), _run("ffff0000", kb="other", started=1_764_511_500.0 + 3600)]
+    labels = run_labels(runs, _words)
+    assert len(set(labels.values())) == 3
+    assert labels["abcd0001"].endswith("#abcd0001") and labels["abcd0002"].endswith("#abcd0002")
+    assert labels["ffff0000"].endswith(" · kb=other") and "#" not in labels["ffff0000"]
+    for run in runs:
+        assert labels[run.id].startswith(datetime.datetime.fromtimestamp(run.started).strftime("%m-%d %H:%M · "))
+
+
+def test_unmeasured_figures_are_blank_and_measured_ones_rounded():
+    assert format_metric("citation_hit_rate", None) == ""
+    assert format_metric("mrr", 0.8666666) == "0.87"
+    assert format_metric("recall_at_k", 1.0) == "1.00"
+    assert format_metric("retrieve_ms_p50", 119.6) == "120"
+    assert format_metric("questions", 3) == "3"

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from core.errors import JobAlreadyRunning, KnowledgeBaseEmpty
+from core.errors import JobAlreadyRunning, KnowledgeBaseNotFound
 from core.jobs import JobManager
 
 
@@ -47,11 +47,11 @@ def test_app_error_becomes_a_message_in_both_languages(tmp_path):
     jobs = JobManager(tmp_path)
 
     def work(ctx):
-        raise KnowledgeBaseEmpty(name="docs")
+        raise KnowledgeBaseNotFound(name="docs")
 
     job = jobs.wait(jobs.submit("ingest", "kb:1", "docs", work).id)
     assert job.status == "failed"
-    assert "docs" in job.error_message("en") and "没有内容" in job.error_message("zh")
+    assert "docs" in job.error_message("en") and "不存在" in job.error_message("zh")
 
 
 def test_unexpected_error_is_reported_not_raised(tmp_path):

@@ -147,6 +147,20 @@ def test_template_must_keep_its_placeholders(bases, kb):
     assert custom.messages[-1].content.startswith("Q: pasta?\nCONTEXT:\n[1] cooking.md")
 
 
+def test_a_template_with_other_braces_and_a_question_with_placeholders_are_filled_once(bases, kb):
+    answer = prepare_answer(
+        "what does {context} mean?",
+        [],
+        _llm(),
+        Searcher(bases),
+        [kb],
+        SearchSettings(k=1, threshold=0.0),
+        AnswerSettings(lang="en", template='Reply as {"answer": ...}. Q: {question}\n{context}'),
+    )
+    last = answer.messages[-1].content
+    assert last.startswith('Reply as {"answer": ...}. Q: what does {context} mean?\n[1] ')
+
+
 def test_citations_are_parsed_and_linked():
     assert cited_numbers("AWQ [2] and int8 [1][2]; not [9].", 3) == [2, 1]
     assert link_citations("See [1] and [4].", {1: "#a"}) == "See [\\[1\\]](#a) and [4]."

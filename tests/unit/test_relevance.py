@@ -86,3 +86,28 @@ def test_the_best_of_a_poor_list_is_not_promoted(bases, kb):
     poor = Searcher(bases).search("memory", [kb], SearchSettings(k=1, threshold=0.0))
     good = Searcher(bases).search("tomato sauce pasta", [kb], SearchSettings(k=1, threshold=0.0))
     assert poor[0].relevance < good[0].relevance < 1.0
+
+
+def test_keyword_mode_finds_exact_words_with_the_default_floor(bases, kb):
+    # Its words-only relevance stays under the floors fitted with meaning; they must not empty it.
+    hits = Searcher(bases).search("tomato sauce", [kb], SearchSettings(k=4, mode="keyword"))
+    assert {h.chunk.path for h in hits} == {"pasta.md", "sauce.md"}
+    assert all(h.relevance < HASH_ROW.relevance_floor for h in hits)
+
+
+def test_keyword_ranking_of_a_knowledge_base_does_not_change_when_others_are_added(bases, kb, tmp_path):
+    searcher = Searcher(bases)
+    settings = SearchSettings(k=4, mode="keyword", threshold=0.0)
+    alone = [(h.chunk.id, h.relevance) for h in searcher.search("tomato sauce pasta", [kb], settings)]
+    hash_knowledge_base(bases, tmp_path / "other", {f"n{i}.md": "tomato " * (i + 1) for i in range(30)}, "tomatoes")
+    beside = [(h.chunk.id, h.relevance) for h in searcher.search("tomato sauce pasta", [kb], settings)]
+    assert beside == alone
+
+
+def test_only_the_bundled_models_are_calibrated_and_the_rest_use_the_stated_estimates():
+    # The README says so: a row nobody fitted has the 0.45 floor; a model the user adds reads
+    # the cosine on 0..1.
+    for row in EMBEDDINGS:
+        assert (row.relevance_floor != 0.45) == row.bundled, row.key
+    added = EmbeddingSpec("mine", "mine", "sentence-transformers", 384, 512, "en")
+    assert (added.score_floor, added.score_ceiling, added.relevance_floor) == (0.0, 1.0, 0.45)
