@@ -1,4 +1,5 @@
-"""Tiny random-weight chat models with real tokenizers, built offline in a temporary folder."""
+"""Tiny models with real tokenizers, built offline in a temporary folder: random-weight chat
+models, and a cross-encoder (reranker) trained in a second to score given passages."""
 
 from __future__ import annotations
 
@@ -77,6 +78,83 @@ def build_tiny_model(
     if silent:
         with torch.no_grad():
             model.lm_head.weight.zero_()
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def build_tiny_cross_encoder(
+    folder: Path, examples: list[tuple[str, str, float]], steps: int = 150, seed: int = 0
+) -> Path:
+    """Train and save a tiny BERT cross-encoder (``num_labels=1``) with a word-level tokenizer.
+
+    ``examples`` are (query, passage, label) with labels 1.0 (relevant) or 0.0; the model is
+    trained on them for ``steps`` full-batch steps, so it scores the passages it was shown as
+    labelled. Words it never saw are [UNK]. Deterministic for a ``seed``; about a second on a CPU.
+    """
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    words = sorted(
+        {
+            word
+            for query, passage, _ in examples
+            for text in (query, passage)
+            for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))
+        }
+    )
+    vocab = {token: i for i, token in enumerate([*specials, *words])}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    core.normalizer = normalizer
+    core.pre_tokenizer = pre_tokenizer
+    core.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=256,
+    )
+
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=256,
+        num_labels=1,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    model = BertForSequenceClassification(config)
+    queries, passages, labels = zip(*examples, strict=True)
+    batch = tokenizer(list(queries), list(passages), padding=True, truncation=True, return_tensors="pt")
+    target = torch.tensor(labels, dtype=torch.float32)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a model this small trains many times slower on threads that wait for busy cores
+    try:
+        for _ in range(steps):
+            optimizer.zero_grad()
+            logits = model(**batch).logits.squeeze(-1)
+            torch.nn.functional.binary_cross_entropy_with_logits(logits, target).backward()
+            optimizer.step()
+    finally:
+        torch.set_num_threads(threads)
+    model.eval()
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)

@@ -11,7 +11,8 @@ counts the evidence it searched with: hybrid and rrf the cosine and the BM25 sco
 the cosine only, keyword the BM25 score only. Hybrid, dense and keyword lists are ordered by
 that relevance; mmr and rrf keep their own order, by design not the relevance. Chunks below the
 threshold are left out: by default each model's ``relevance_floor``, calibrated so off-topic
-questions find nothing (keyword mode has no calibrated floor: any chunk sharing a word is kept). An optional cross-encoder reranker re-orders the kept chunks.
+questions find nothing (keyword mode has no calibrated floor: any chunk sharing a word is
+kept). An optional cross-encoder reranker re-orders the kept chunks.
 """
 
 from __future__ import annotations

@@ -17,9 +17,31 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+MISSING = "needs Debian's chromium (setup.sh test installs it)"
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (setup.sh test installs it)")
+
+def in_ci() -> bool:
+    """Whether this runs in CI: the environment variable CI is set to true (or 1), as CI services do."""
+    return os.environ.get("CI", "").strip().lower() in {"true", "1"}
+
+
+def find_chromium() -> str | None:
+    """Debian's chromium on the PATH; None where it is missing, except in CI, where a missing
+    browser is an error: CI must not pass by skipping the one test that drives the app end to end.
+    """
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None and in_ci():
+        pytest.fail(f"CI=true but no chromium on the PATH: the browser test {MISSING}", pytrace=False)
+    return found
+
+
+@pytest.fixture
+def chromium() -> str:
+    """The chromium to drive; skips where it is missing outside CI and fails in CI."""
+    found = find_chromium()
+    if found is None:
+        pytest.skip(MISSING)
+    return found
 
 
 def _free_port() -> int:
@@ -61,12 +83,12 @@ def running_app(tmp_path):
 
 
 @pytest.fixture
-def browser():
+def browser(chromium):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
-            executable_path=CHROMIUM,
+            executable_path=chromium,
             args=[
                 "--no-sandbox",
                 "--disable-gpu",
@@ -95,7 +117,26 @@ def page(browser):
         _shot(opened, "last")
 
 
-def test_load_ingest_ask_and_read_the_sources_in_a_browser(running_app, page, tmp_path):
+def test_a_missing_chromium_is_skipped_but_fails_in_ci(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # a folder with no chromium in it
+    monkeypatch.delenv("CI", raising=False)
+    assert find_chromium() is None
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true but no chromium"):
+        find_chromium()
+
+
+def test_chromium_is_found_on_the_path(tmp_path, monkeypatch):
+    fake = tmp_path / "chromium"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("CI", "true")
+    assert find_chromium() == str(fake)
+
+
+# chromium first: where it is missing, the test skips (or fails in CI) before the app starts.
+def test_load_ingest_ask_and_read_the_sources_in_a_browser(chromium, running_app, page, tmp_path):
     from playwright.sync_api import expect
 
     docs = tmp_path / "docs"

@@ -1,6 +1,16 @@
-"""The generation engine: plain on the CPU, static cache with compiled decoding on CUDA."""
+"""The generation engine: plain on the CPU, static cache with compiled decoding on CUDA.
 
+On a CPU an engine asked for the fast path runs the same plain ``generate`` as one that was
+not, so a test comparing the two there compares a path with itself and cannot fail: those
+comparisons run only with KBA_TEST_DEVICE=cuda (the convention of tests/conftest.py). The
+tests that run everywhere check what the engine must get right on any device: which path it
+takes, that it stops on a stop token and after max_new_tokens, and that it streams exactly the
+text it returns.
+"""
+
+import dataclasses
 import threading
+import types
 
 import pytest
 from langchain_core.messages import HumanMessage
@@ -11,10 +21,35 @@ from core.models.spec import GenerationDefaults
 from tests.conftest import TEST_DEVICE
 from tests.tiny_models import build_tiny_model, tiny_spec
 
+CUDA_ONLY = pytest.mark.skipif(
+    TEST_DEVICE != "cuda",
+    reason="fast and plain decoding are the same path on CPU; this comparison only means something on CUDA",
+)
+MAX_NEW_TOKENS = 24
+
 
 def _chat(folder, settings, fast):
-    spec = tiny_spec(folder, family="qwen2", defaults=GenerationDefaults(max_new_tokens=24, temperature=0.0))
+    spec = tiny_spec(folder, family="qwen2", defaults=GenerationDefaults(max_new_tokens=MAX_NEW_TOKENS, temperature=0))
     return LocalChatModel(loaded=load(spec, settings, LoadOptions(device=TEST_DEVICE, fast_generation=fast)))
+
+
+def _record(chat, monkeypatch):
+    """Each ``generate`` call of ``chat``'s model from now on: its keyword arguments, the new
+    token ids it returned and whether it ran in inference mode."""
+    import torch
+
+    model = chat.loaded.model
+    real = model.generate
+    calls = []
+
+    def generate(**kwargs):
+        out = real(**kwargs)
+        new = out[0, kwargs["input_ids"].shape[1] :].tolist()
+        calls.append(types.SimpleNamespace(kwargs=kwargs, new=new, inference=torch.is_inference_mode_enabled()))
+        return out
+
+    monkeypatch.setattr(model, "generate", generate)
+    return calls
 
 
 @pytest.fixture(scope="module")
@@ -31,18 +66,93 @@ def module_settings(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def fast(folder, module_settings):
-    """One compiled model for the module: compiling is the slow part on a GPU."""
+    """One model loaded with the fast path asked for (compiling is the slow part on a GPU)."""
     return _chat(folder, module_settings, fast=True)
 
 
-def test_fast_path_is_used_exactly_where_it_can_work(fast):
+@pytest.fixture
+def greedy(fast, monkeypatch):
+    """The token ids the model writes for "hello" when nothing stops it before max_new_tokens."""
+    calls = _record(fast, monkeypatch)
+    fast.invoke("hello")
+    ids = calls[0].new
+    assert len(ids) == MAX_NEW_TOKENS and not set(ids) & set(fast.stop_token_ids())
+    return ids
+
+
+# What runs everywhere: these fail on a CPU when the engine is wrong.
+
+
+def test_fast_path_is_used_exactly_where_it_can_work(fast, monkeypatch):
     engine = fast.loaded.engine
+    calls = _record(fast, monkeypatch)
+    fast.invoke("short")
+    (call,) = calls
     if TEST_DEVICE == "cuda":
         assert engine.fast, engine.reason
+        assert call.kwargs["past_key_values"] is engine._cache and call.kwargs["compile_config"] is not None
     else:
         assert not engine.fast and "CUDA" in engine.reason
+        # So on a CPU "fast" is plain generation: the comparisons below would compare it with itself.
+        assert "past_key_values" not in call.kwargs and call.kwargs["disable_compile"] is True
 
 
+def test_plain_generation_runs_uncompiled_in_inference_mode(folder, settings, monkeypatch):
+    plain = _chat(folder, settings, fast=False)
+    assert not plain.loaded.engine.fast and plain.loaded.engine.reason == "not requested"
+    calls = _record(plain, monkeypatch)
+    plain.invoke("short")
+    (call,) = calls
+    assert call.kwargs["disable_compile"] is True and "past_key_values" not in call.kwargs
+    assert call.inference  # no autograd bookkeeping for each op of each token
+
+
+def test_generation_stops_on_the_first_stop_token(fast, greedy, monkeypatch):
+    # A token the model writes in the middle, for the first time, made a stop token.
+    at = next(i for i in range(3, len(greedy)) if greedy[i] not in greedy[:i])
+    spec = fast.loaded.spec
+    stop = fast.loaded.tokenizer.convert_ids_to_tokens(greedy[at])
+    stopping = LocalChatModel(
+        loaded=dataclasses.replace(fast.loaded, spec=dataclasses.replace(spec, stop_tokens=(*spec.stop_tokens, stop)))
+    )
+    assert greedy[at] in stopping.stop_token_ids()
+    calls = _record(fast, monkeypatch)
+    stopping.invoke("hello")
+    assert calls[0].new == greedy[: at + 1]
+
+
+def test_generation_stops_after_max_new_tokens(fast, greedy, monkeypatch):
+    calls = _record(fast, monkeypatch)
+    for limit in (1, 7):
+        fast.invoke("hello", max_new_tokens=limit)
+        assert calls[-1].new == greedy[:limit]
+
+
+def test_the_stream_is_the_text_it_returns(fast, monkeypatch):
+    calls = _record(fast, monkeypatch)
+    for question in ["hello", "a much longer question " * 12]:
+        pieces = [chunk.content for chunk in fast.stream(question)]
+        streamed = calls[-1].new
+        returned = fast.invoke(question).content
+        assert len(pieces) > 1
+        assert "".join(pieces) == returned == fast.loaded.tokenizer.decode(streamed, skip_special_tokens=True)
+        assert calls[-1].new == streamed  # greedy: the same tokens both times
+
+
+def test_a_stopped_stream_frees_the_engine_for_the_next_request(fast):
+    chat = fast
+    stream = chat.stream([HumanMessage("hello")], max_new_tokens=500)
+    next(stream)
+    stream.close()
+    done = threading.Event()
+    threading.Thread(target=lambda: (chat.invoke("again"), done.set()), daemon=True).start()
+    assert done.wait(60)
+
+
+# What only means something on CUDA, where the fast path is a different path.
+
+
+@CUDA_ONLY
 def test_fast_path_gives_the_same_greedy_answer_as_plain_generation(fast, folder, settings):
     plain = _chat(folder, settings, fast=False)
     for question in ["short", "a much longer question " * 12]:
@@ -60,21 +170,14 @@ def test_new_prompt_lengths_do_not_recompile_after_warm_up(fast):
     assert counters["stats"]["unique_graphs"] == graphs
 
 
-def test_a_stopped_stream_frees_the_engine_for_the_next_request(fast):
-    chat = fast
-    stream = chat.stream([HumanMessage("hello")], max_new_tokens=500)
-    next(stream)
-    stream.close()
-    done = threading.Event()
-    threading.Thread(target=lambda: (chat.invoke("again"), done.set()), daemon=True).start()
-    assert done.wait(60)
-
-
-def test_prompts_longer_than_the_static_cache_fall_back_to_plain_generation(fast, folder, settings):
+@CUDA_ONLY
+def test_prompts_longer_than_the_static_cache_fall_back_to_plain_generation(fast, folder, settings, monkeypatch):
     plain = _chat(folder, settings, fast=False)
     engine = fast.loaded.engine
+    calls = _record(fast, monkeypatch)
     kept, engine.max_cache_len = engine.max_cache_len, 32  # shorter than the prompt below
     try:
         assert fast.invoke("x " * 60).content == plain.invoke("x " * 60).content
     finally:
         engine.max_cache_len = kept
+    assert "past_key_values" not in calls[0].kwargs and calls[0].kwargs["disable_compile"] is True
