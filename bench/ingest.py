@@ -292,11 +292,11 @@ def main() -> None:
             "seed (tutorial)",
             seed["chunks"],
             seed["chars_embedded"],
-            result["seed_seconds"],
+            _cell(result["seed_seconds"]),
             result["seed_chunks_per_s"],
         ],
-        ["ours", ours["chunks"], ours["chars_embedded"], result["ours_seconds"], result["ours_chunks_per_s"]],
-        ["ours: embedding alone", bare["chunks"], bare["chars_embedded"], result["bare_seconds"], "-"],
+        ["ours", ours["chunks"], ours["chars_embedded"], _cell(result["ours_seconds"]), result["ours_chunks_per_s"]],
+        ["ours: embedding alone", bare["chunks"], bare["chars_embedded"], _cell(result["bare_seconds"]), "-"],
         ["ours: re-ingest, unchanged", ours["reingest_added"], "-", round(ours["reingest_seconds"], 2), "-"],
     ]
     if latest:
