@@ -1,4 +1,11 @@
-"""The one rule for deleting anything: only what the app itself created inside its data folder.
+"""The rules for where the app writes and what it deletes.
+
+Writing: every file or folder the app names after something from outside (an upload, an
+archive entry, a source's id, an export) is placed with :func:`inside`, which makes each name
+one safe file name (:func:`safe_name`) and checks, links followed, that the result stays
+strictly inside the folder it belongs to.
+
+Deleting: only what the app itself created inside its data folder.
 
 Every folder the app may later delete (a git clone, the copy of uploaded files, a downloaded
 model, a scratch folder) is *claimed* here before it is created, and the claim is kept in a
@@ -18,16 +25,87 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import sqlite3
 import time
+import unicodedata
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from core.errors import NotAppCreated
+from core.errors import NotAppCreated, OutsideFolder
 
 LEDGER = "created.sqlite3"
+MAX_NAME_BYTES = 255  # what Linux (and most file systems) allow for one name
+FALLBACK_NAME = "upload"
+
+# Characters Windows does not allow in file names (":" would even address an NTFS data stream).
+_WINDOWS_UNSAFE = re.compile(r'[<>:"|?*]')
+_WINDOWS_RESERVED = frozenset(
+    {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
+)
+# Slashes that are no separator anywhere but read as one, so a listing would show a path.
+_SLASH_LOOKALIKES = frozenset("\u2215\u2044\u29f8\u2216\u29f5\u29f9")
+# Control, format (bidi overrides, zero-width), surrogate, private and unassigned characters,
+# and line or paragraph separators: invisible, or unencodable, in a file name.
+_DROPPED = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def safe_name(name: str) -> str:
+    r"""One file name that keeps as much of ``name`` as it can and is safe on any system: never
+    empty, ".", ".." or a path, at most 255 bytes of UTF-8, without control characters.
+
+    Only the last part of a path is kept, as browsers may send a full path for an upload.
+
+    >>> safe_name("../../etc/passwd"), safe_name("C:\\x\\report.md"), safe_name("..")
+    ('passwd', 'report.md', 'upload')
+    """
+    base = unicodedata.normalize("NFC", name).replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(_safe_char(ch) for ch in base if unicodedata.category(ch) not in _DROPPED)
+    # Windows drops trailing dots and spaces, which would turn "a.txt." into another file's name.
+    base = _WINDOWS_UNSAFE.sub("_", base).strip().rstrip(". ")
+    if base.split(".")[0].upper() in _WINDOWS_RESERVED:
+        base = "_" + base
+    base = _shorten(base).rstrip(". ")
+    # "\u2024\u2024" or fullwidth "．．" become ".." wherever names are compatibility-normalised.
+    return base if unicodedata.normalize("NFKC", base).strip(". ") else FALLBACK_NAME
+
+
+def _shorten(name: str) -> str:
+    """``name`` cut to MAX_NAME_BYTES, keeping its extension."""
+    stem, dot, suffix = name.rpartition(".")
+    if not stem or len(suffix) > 16:  # a dotfile, or no real extension
+        stem, dot, suffix = name, "", ""
+    keep = MAX_NAME_BYTES - len(f"{dot}{suffix}".encode())
+    return stem.encode()[:keep].decode("utf-8", "ignore") + dot + suffix
+
+
+def _safe_char(ch: str) -> str:
+    compatible = unicodedata.normalize("NFKC", ch)
+    return "_" if ch in _SLASH_LOOKALIKES or "/" in compatible or "\\" in compatible else ch
+
+
+def inside(folder: Path, *names: str) -> Path:
+    """``folder/name/…`` with each name made a :func:`safe_name`; raises :class:`OutsideFolder`
+    if, links in ``folder`` followed, it would not lie strictly inside ``folder``.
+
+    The last part is not followed: a link there is replaced or refused by whoever writes or
+    deletes it, never written through.
+    """
+    path = folder.joinpath(*(safe_name(name) for name in names))
+    try:
+        real = path.parent.resolve() / path.name
+    except (OSError, RuntimeError):  # a link loop
+        real = None
+    if real is None or not _strictly_inside(real, folder.resolve()):
+        raise OutsideFolder(name="/".join(names), folder=str(folder))
+    return path
+
+
+def _strictly_inside(real: Path, real_folder: Path) -> bool:
+    """Whether the resolved path ``real`` lies in ``real_folder`` and is not that folder itself."""
+    return real != real_folder and real.is_relative_to(real_folder)
 
 
 class AppFiles:
@@ -64,7 +142,8 @@ class AppFiles:
 
     def scratch_dir(self, parent: Path, prefix: str) -> Path:
         """A new, claimed, empty folder in ``parent`` for work in progress."""
-        return self.make_dir(parent / f".{prefix}-{uuid.uuid4().hex[:12]}")
+        # The random part first: a long prefix is cut short, and must not cut the part that makes it new.
+        return self.make_dir(inside(parent, f".{uuid.uuid4().hex[:12]}-{prefix}"))
 
     def is_owned(self, path: Path) -> bool:
         """Whether :meth:`remove` would delete ``path``."""
@@ -116,7 +195,7 @@ class AppFiles:
         is judged by where it leads, and claims are kept under resolved paths.
         """
         resolved = path.expanduser().resolve()
-        if resolved == self._root or not resolved.is_relative_to(self._root):
+        if not _strictly_inside(resolved, self._root):
             raise NotAppCreated(path=str(path), reason=f"it is not inside the data folder {self._root}")
         return resolved.relative_to(self._root).as_posix()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import threading
@@ -12,7 +13,8 @@ from typing import Any
 
 from langchain_core.documents import Document
 
-from core.app_files import AppFiles, write_atomically
+from core.app_files import AppFiles, inside, safe_name, write_atomically
+from core.credentials import forget_in_file
 from core.errors import ConversationNotFound
 from core.rag.context import source_label
 
@@ -73,6 +75,10 @@ class Conversations:
         self._folder = files.make_dir(folder)
         self._files = files
         self._lock = threading.Lock()
+        for path in self._folder.glob("*.json"):
+            # Answers of earlier versions kept git addresses with their tokens among their sources.
+            with contextlib.suppress(OSError, ValueError):
+                forget_in_file(path)
 
     def all(self) -> list[Conversation]:
         """Every conversation, most recently changed first (unreadable files are left out)."""
@@ -128,13 +134,19 @@ class Conversations:
     def _path(self, conversation_id: str) -> Path:
         if not conversation_id.isalnum():  # ids are hex; anything else could name another path
             raise ConversationNotFound(id=conversation_id)
-        return self._folder / f"{conversation_id}.json"
+        return inside(self._folder, f"{conversation_id}.json")
 
 
 def _load(path: Path) -> Conversation:
     data = json.loads(path.read_text(encoding="utf-8"))
     data["messages"] = [Message(**m) for m in data.get("messages", [])]
     return Conversation(**data)
+
+
+def export_name(conversation: Conversation) -> str:
+    """The file name a Markdown export is offered under: the title, made one safe file name."""
+    title = (conversation.title or conversation.id).replace("/", "-").replace("\\", "-")  # a title is no path
+    return safe_name(f"{title}.md")
 
 
 def export_markdown(conversation: Conversation, lang: str = "en") -> str:

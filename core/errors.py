@@ -96,6 +96,18 @@ class JobCancelled(AppError):
     zh = "任务已取消。重新开始即可从中断处继续。"
 
 
+class KnowledgeBaseBusy(AppError):
+    en = (
+        "Knowledge base '{name}' is being changed by another job or process (an ingestion or refresh in the app, "
+        "or python -m core.ingest run by hand or by cron), which did not finish within {seconds:g} s. Try again "
+        "when it has finished, or cancel it; the command line waits longer with --wait SECONDS."
+    )
+    zh = (
+        "知识库 “{name}” 正被另一个任务或进程修改（应用中的导入或刷新，或手动、由 cron 运行的 python -m core.ingest），"
+        "{seconds:g} 秒内未结束。请等它完成或取消后重试；命令行可用 --wait 秒数 等待更久。"
+    )
+
+
 class InvalidModelFolder(AppError):
     en = "'{path}' is not a usable model folder: {reason}."
     zh = "“{path}” 不是可用的模型文件夹：{reason}。"
@@ -237,3 +249,38 @@ class NotAppCreated(AppError):
         "inside its data folder; if you want this gone, delete it yourself."
     )
     zh = "应用拒绝删除 {path}：{reason}。应用只删除它自己在数据文件夹中创建的文件和文件夹；如确需删除，请自行删除。"
+
+
+class OutsideFolder(AppError):
+    en = (
+        "The app refused to write '{name}': it would land outside {folder}, through a link to another place. "
+        "Remove that link from {folder}, or add the files again under another name."
+    )
+    zh = "应用拒绝写入 “{name}”：它会经由链接落到 {folder} 之外。请删除 {folder} 中的该链接，或换个名称重新添加文件。"
+
+
+class GitCredentialsNeeded(AppError):
+    en = (
+        "git could not get {url}: the server asks for credentials that the app does not have, or refused the ones "
+        "it sent. A token typed into the address is used for that one fetch and never kept, so a refresh needs it "
+        "again: ask whoever runs the app to name an environment variable holding the token for {server} in "
+        "KBA_GIT_TOKENS, or save the token in git's credential helper (git credential approve), or remove the "
+        "source and add it again with the token in the address."
+    )
+    zh = (
+        "git 无法获取 {url}：服务器要求提供应用没有的凭据，或拒绝了应用发送的凭据。地址中输入的令牌只用于那一次获取、不会保存，"
+        "因此刷新时需要再次提供：请让应用管理员在 KBA_GIT_TOKENS 中为 {server} 指定保存令牌的环境变量，"
+        "或将令牌保存到 git 的凭据助手（git credential approve），或删除该来源后在地址中带上令牌重新添加。"
+    )
+
+
+class ServerKeyNotAllowed(AppError):
+    en = (
+        "The API key in the environment variable {variable} is not sent to {url}: the configuration does not allow "
+        "that variable for this server. Ask whoever runs the app to allow it in KBA_SERVER_KEYS "
+        '(e.g. {{"{server}": "{variable}"}}), or remove this model and add the server again.'
+    )
+    zh = (
+        "环境变量 {variable} 中的 API 密钥不会发送到 {url}：配置没有允许该服务使用这个变量。请让应用管理员在 KBA_SERVER_KEYS 中"
+        '允许它（例如 {{"{server}": "{variable}"}}），或移除该模型后重新添加服务。'
+    )

@@ -25,7 +25,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage
 
-from core.app_files import AppFiles, write_atomically
+from core.app_files import AppFiles, inside, write_atomically
 from core.errors import InvalidQuestionSet
 from core.jobs import JobContext
 from core.knowledge.records import ChunkRecord, KnowledgeBase
@@ -277,7 +277,7 @@ class EvaluationStore:
     def save_set(self, name: str, questions: list[Question]) -> None:
         """Keep a question set under ``name``."""
         _write(
-            self._sets / f"{_file_name(name)}.json",
+            inside(self._sets, f"{_file_name(name)}.json"),
             {"name": name, "questions": [dataclasses.asdict(q) for q in questions]},
         )
 

@@ -7,9 +7,12 @@ Examples::
     python -m core.ingest add "InternLM docs" --git https://github.com/InternLM/lmdeploy.git --ref main
     python -m core.ingest add "papers" --create --embedding all-minilm-l6-v2 --file a.pdf --file notes.zip
     python -m core.ingest refresh "InternLM docs"          # every source: only changes are embedded
+    python -m core.ingest refresh "InternLM docs" --wait 600   # from cron, beside the running app
     python -m core.ingest preview "InternLM docs" --folder ~/docs/new
 
-The data folder is the app's (``KBA_DATA_DIR``, default ./data).
+The data folder is the app's (``KBA_DATA_DIR``, default ./data), and the app may be running:
+while it (or another command) writes to the same knowledge base, the command says so and
+waits, for at most ``--wait`` seconds if given; the app's searches see what it added.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit status (0 on success)."""
     args = _parser().parse_args(argv)
     services = build_services()
+    services.write_wait_s = getattr(args, "wait", None)
     try:
         return args.run(services, args)
     except AppError as error:
@@ -53,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
         where.add_argument("--git", help="a git repository URL (https or ssh)")
         where.add_argument("--file", type=Path, action="append", help="a file or zip archive (repeatable)")
         command.add_argument("--ref", help="branch or tag of --git (default: its default branch)")
+        _wait_option(command)
         command.set_defaults(run=run)
         if name == "add":
             command.add_argument("--create", action="store_true", help="create the knowledge base if missing")
@@ -63,8 +68,19 @@ def _parser() -> argparse.ArgumentParser:
 
     refresh = commands.add_parser("refresh", help="ingest every source of a knowledge base again")
     refresh.add_argument("kb", help="knowledge base name")
+    _wait_option(refresh)
     refresh.set_defaults(run=_refresh)
     return parser
+
+
+def _wait_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--wait",
+        type=float,
+        metavar="SECONDS",
+        help="give up after waiting this long while another process writes to the knowledge base "
+        "(default: wait until it is done)",
+    )
 
 
 def _list(services: Services, args: argparse.Namespace) -> int:
@@ -142,9 +158,14 @@ def _follow(services: Services, job: JobState) -> JobState:
     """Show a progress bar until the job ends; Ctrl-C cancels it."""
     from tqdm import tqdm
 
+    told = False
     with tqdm(total=None, unit="B", unit_scale=True, desc=job.title, leave=False) as bar:
         try:
             while (job := services.jobs.get(job.id)).active:
+                if job.waiting_for and not told:
+                    waiting = f"another process is writing to knowledge base '{job.waiting_for}'; waiting..."
+                    bar.write(waiting, sys.stderr)
+                    told = True
                 if job.total:
                     bar.total = job.total
                     bar.n = job.done

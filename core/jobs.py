@@ -21,6 +21,7 @@ from typing import Any, Literal
 import psutil
 
 from core.app_files import write_atomically
+from core.credentials import forget_in_file
 from core.errors import AppError, JobAlreadyRunning, JobCancelled
 
 JobStatus = Literal["running", "done", "failed", "cancelled", "interrupted"]
@@ -53,6 +54,13 @@ class JobState:
     def active(self) -> bool:
         """Whether the job is still running."""
         return self.status == "running"
+
+    @property
+    def waiting_for(self) -> str | None:
+        """The knowledge base whose lock the job is waiting for, while another job or process
+        writes to it; None when the job is not waiting.
+        """
+        return self.detail.get("waiting") if self.message == "waiting" else None
 
     @property
     def fraction(self) -> float | None:
@@ -228,6 +236,7 @@ class JobManager:
     def _load_records(self) -> None:
         for path in sorted(self._dir.glob("*.json")):
             try:
+                forget_in_file(path)  # earlier versions kept git addresses with their tokens
                 state = JobState(**json.loads(path.read_text(encoding="utf-8")))
             except (OSError, ValueError, TypeError):
                 continue  # a half-written or foreign file; the job it described is gone anyway

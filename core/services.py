@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,9 @@ class Services:
     evaluations: EvaluationStore
     files: AppFiles
     hub_client: Callable[[str, str | None], HubClient] = make_client
+    # How long a job waits for another process writing to its knowledge base before it fails
+    # with KnowledgeBaseBusy; None: until that write ends (the job can be cancelled meanwhile).
+    write_wait_s: float | None = None
     _rerankers: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def rerankers(self) -> list[EmbeddingSpec]:
@@ -92,6 +96,9 @@ class Services:
     def start_ingest(self, kb: KnowledgeBase, item: SourceInput, *, new_kb: bool = False) -> JobState:
         """Add a source to ``kb`` and ingest it in the background; one job per knowledge base.
 
+        While another job or process writes to ``kb``, the job waits (``waiting_for`` names
+        ``kb``), for at most ``write_wait_s``; so do refreshes and rebuilds.
+
         ``new_kb``: ``kb`` was created for this source, so if the ingestion fails or is
         cancelled before anything is kept, ``kb`` is deleted again instead of staying behind
         empty; the job's ``detail["discarded"]`` then names it.
@@ -100,24 +107,27 @@ class Services:
             if new_kb:
                 self.knowledge.discard_if_empty(kb)
             raise FolderNotFound(path=str(item.path))
-        prepare = functools.partial(sources.prepare, self.knowledge, kb, item)
+        prepare = functools.partial(sources.prepare, self.knowledge, kb, item, git_tokens=self.settings.git_tokens)
         return self._ingest_job(kb, describe(item), prepare, discard_if_empty=new_kb)
 
     def start_refresh(self, kb: KnowledgeBase, source: Source) -> JobState:
         """Ingest a source again: only new and changed files are embedded, removed ones dropped."""
-        return self._ingest_job(kb, source.location, lambda: sources.refresh(self.knowledge, source))
+        return self._ingest_job(
+            kb, source.location, lambda: sources.refresh(self.knowledge, source, git_tokens=self.settings.git_tokens)
+        )
 
     def start_rebuild(self, kb: KnowledgeBase) -> JobState:
         """Repair a damaged knowledge base: drop its vectors, then ingest every source again."""
 
         def work(ctx):
-            self.knowledge.repair(kb)
-            added = 0
-            for source in self.knowledge.sources(kb):
-                ready = sources.refresh(self.knowledge, source)
-                report = self._ingestion(kb, ready, ctx, only_changed=False).run()
-                self.knowledge.records.mark_source_updated(ready.source.id, ready.commit)
-                added += report.chunks_added
+            with self._writing(kb, ctx):
+                self.knowledge.repair(kb)
+                added = 0
+                for source in self.knowledge.sources(kb):
+                    ready = sources.refresh(self.knowledge, source, git_tokens=self.settings.git_tokens)
+                    report = self._ingestion(kb, ready, ctx, only_changed=False).run()
+                    self.knowledge.records.mark_source_updated(ready.source.id, ready.commit)
+                    added += report.chunks_added
             return {"chunks_added": added, "source": kb.name, "rebuilt": True}
 
         return self.jobs.submit("rebuild", f"kb:{kb.id}", kb.name, work)
@@ -132,20 +142,31 @@ class Services:
     ) -> JobState:
 
         def work(ctx):
-            try:
-                ctx.progress(message="prepare")
-                ready = prepare()
-                ctx.progress(message="ingest")
-                report = self._ingestion(kb, ready, ctx, only_changed=True).run()
-            except BaseException:
-                if discard_if_empty:
-                    self._discard_failed(kb, ctx)
-                raise
-            report.skipped = sorted([*ready.refused, *report.skipped], key=lambda s: s.path)
-            self.knowledge.records.mark_source_updated(ready.source.id, ready.commit)
+            with self._writing(kb, ctx):
+                try:
+                    ready = prepare()
+                    ctx.progress(message="ingest")
+                    report = self._ingestion(kb, ready, ctx, only_changed=True).run()
+                except BaseException:
+                    if discard_if_empty:
+                        self._discard_failed(kb, ctx)
+                    raise
+                report.skipped = sorted([*ready.refused, *report.skipped], key=lambda s: s.path)
+                self.knowledge.records.mark_source_updated(ready.source.id, ready.commit)
             return {**report.as_dict(), "source": label, "commit": ready.commit}
 
         return self.jobs.submit("ingest", f"kb:{kb.id}", kb.name, work)
+
+    @contextlib.contextmanager
+    def _writing(self, kb: KnowledgeBase, ctx: JobContext) -> Iterator[None]:
+        """Hold ``kb``'s write lock for a job, which shows "waiting" (and can be cancelled)
+        while another job or process holds it.
+        """
+        with self.knowledge.writing(
+            kb, self.write_wait_s, lambda: ctx.progress(message="waiting", waiting=kb.name), ctx.check_cancelled
+        ):
+            ctx.progress(message="prepare")
+            yield
 
     def _discard_failed(self, kb: KnowledgeBase, ctx: JobContext) -> None:
         """Delete a knowledge base made for a first ingestion that kept nothing."""
@@ -176,8 +197,9 @@ class Services:
                 root, refused = item.path.expanduser(), ()
                 if not root.is_dir():
                     raise FolderNotFound(path=str(item.path))
-            else:
-                ready = sources.prepare(self.knowledge, kb, item)
+            else:  # records the source and clones or unpacks it: a write
+                with self._writing(kb, ctx):
+                    ready = sources.prepare(self.knowledge, kb, item, git_tokens=self.settings.git_tokens)
                 root, refused = ready.root, ready.refused
             embeddings = self.knowledge.embeddings.get(kb.embedding)
             report = preview_folder(
@@ -278,7 +300,7 @@ def build_services(
     catalog = ModelRegistry(settings.models_dir / "custom_models.json")
     knowledge = KnowledgeBases(
         Records(settings.db_path),
-        vectors.make_client(settings),
+        vectors.open_store(settings),
         EmbeddingPool(
             EmbeddingRegistry(settings.models_dir / "custom_embeddings.json"),
             settings.models_dir,
@@ -290,6 +312,7 @@ def build_services(
     )
     if files.new:
         _adopt_earlier_folders(files, knowledge, catalog, settings)
+    sources.forget_clone_credentials(knowledge)
     return Services(
         settings=settings,
         jobs=JobManager(settings.jobs_dir),

@@ -1,4 +1,8 @@
-"""Application settings, read once from the environment (prefix ``KBA_``)."""
+"""Application settings, read once from the environment (prefix ``KBA_``).
+
+``streamlit run`` also puts the top-level strings of ``.streamlit/secrets.toml`` into the
+environment before the settings are read, so they can be kept there instead.
+"""
 
 from __future__ import annotations
 
@@ -38,6 +42,17 @@ class Settings(BaseSettings):
     )
     chroma_host: str | None = Field(None, description="Use a Chroma server (chroma run) instead of local files.")
     chroma_port: int = Field(8000, description="Port of the Chroma server.")
+    server_keys: dict[str, str | list[str]] = Field(
+        default_factory=dict,
+        description="Which environment variable(s) may hold the API key of which model server, as JSON: "
+        '{"https://api.example.com": "EXAMPLE_API_KEY"}. A key is sent only to the server it is listed for; '
+        "no other variable is ever read for one.",
+    )
+    git_tokens: dict[str, str | list[str]] = Field(
+        default_factory=dict,
+        description="Which environment variable holds the token (user:token, or a token alone) for which git "
+        'server, as JSON: {"https://git.example.com": "EXAMPLE_GIT_TOKEN"}; used to fetch private repositories.',
+    )
 
     @property
     def models_dir(self) -> Path:

@@ -52,5 +52,5 @@ def bases(settings: Settings, fake_embeddings: HashEmbeddings) -> KnowledgeBases
     pool = EmbeddingPool(registry, settings.models_dir, builder=lambda spec, batch, folder: fake_embeddings)
     sources = settings.data_dir / "sources"
     return KnowledgeBases(
-        Records(settings.db_path), vectors.make_client(settings), pool, sources, AppFiles(settings.data_dir)
+        Records(settings.db_path), vectors.open_store(settings), pool, sources, AppFiles(settings.data_dir)
     )

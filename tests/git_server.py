@@ -1,8 +1,10 @@
 """Serves bare git repositories over plain HTTP on 127.0.0.1 for tests, the way a real host does:
-``git http-backend`` (git's smart HTTP protocol, as a CGI program) behind a small http.server."""
+``git http-backend`` (git's smart HTTP protocol, as a CGI program) behind a small http.server,
+optionally behind HTTP basic authentication, as a private repository is."""
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import subprocess
@@ -13,10 +15,16 @@ from tests.local_server import LocalServer, QuietHandler
 
 
 class GitServer(LocalServer):
-    """Serves every bare repository under ``root`` at ``url_for(name)``; use as a context manager."""
+    """Serves every bare repository under ``root`` at ``url_for(name)``; use as a context manager.
 
-    def __init__(self, root: Path):
+    With ``auth`` (user, password) every request needs those credentials (HTTP basic), and is
+    refused with 401 otherwise; ``requests`` lists (path, had the right credentials) of each.
+    """
+
+    def __init__(self, root: Path, auth: tuple[str, str] | None = None):
         self.root = root
+        self.auth = auth
+        self.requests: list[tuple[str, bool]] = []
         super().__init__()
         self.base_url = self.address
 
@@ -34,7 +42,21 @@ class GitServer(LocalServer):
             def do_POST(self):
                 self._cgi()
 
+            def _authorised(self) -> bool:
+                if server.auth is None:
+                    return True
+                expected = "Basic " + base64.b64encode(":".join(server.auth).encode()).decode()
+                return self.headers.get("Authorization") == expected
+
             def _cgi(self):
+                authorised = self._authorised()
+                server.requests.append((self.path, authorised))
+                if not authorised:
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="private"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 url = urlsplit(self.path)
                 # git sends a Content-Length for bodies under http.postBuffer (1 MiB), which test
                 # repositories never exceed; chunked uploads are not supported.

@@ -8,7 +8,7 @@ import hashlib
 import streamlit as st
 from langchain_core.documents import Document
 
-from core.conversations import Conversation, Message, close_fences, export_markdown
+from core.conversations import Conversation, Message, close_fences, export_markdown, export_name
 from core.errors import ConversationNotFound
 from core.knowledge.terms import terms
 from core.models.spec import ModelSpec
@@ -86,7 +86,7 @@ def conversations_sidebar(app: Services, conversation: Conversation) -> None:
         t("chat.export"),
         export_markdown(conversation, lang()),
         key=keys.CHAT_EXPORT,
-        file_name=f"{conversation.title or conversation.id}.md",
+        file_name=export_name(conversation),
         mime="text/markdown",
         icon=":material/download:",
         width="stretch",

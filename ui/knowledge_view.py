@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from core.credentials import address_without_credentials
 from core.errors import AppError
 from core.jobs import JobState
 from core.knowledge.records import KnowledgeBase
@@ -127,7 +128,11 @@ def manage(app: Services, kb: KnowledgeBase) -> None:
         with st.popover(t("kb.delete"), icon=":material/delete:"):
             st.write(t("kb.delete.confirm", name=kb.name, chunks=stats.chunks))
             if st.button(t("kb.delete.yes"), key=keys.KB_DELETE_YES, type="primary"):
-                kept = app.knowledge.delete(kb)
+                try:
+                    kept = app.knowledge.delete(kb)
+                except AppError as error:  # another process is writing to it
+                    show_error(error)
+                    return
                 st.toast(t("kb.deleted", name=kb.name))
                 if not kept:
                     st.rerun()
@@ -168,31 +173,42 @@ def add_source(app: Services, kb: KnowledgeBase, busy: bool) -> None:
         folder = st.text_input(t("kb.ingest.folder"), key=keys.KB_FOLDER).strip()
         _actions(app, kb, "folder", FolderInput(Path(folder)) if folder else None, busy)
     with git_tab:
-        url = st.text_input(t("kb.git.url"), key=keys.KB_GIT_URL).strip()
+        # A token typed into the address is for the ingestion just started: it then leaves the field.
+        if (cleaned := st.session_state.pop(keys.KB_GIT_URL_CLEANED, None)) is not None:
+            st.session_state[keys.KB_GIT_URL] = cleaned
+        url = st.text_input(t("kb.git.url"), key=keys.KB_GIT_URL, help=t("kb.git.url.help")).strip()
         ref = st.text_input(t("kb.git.ref"), key=keys.KB_GIT_REF).strip() or None
-        _actions(app, kb, "git", GitInput(url, ref) if url else None, busy)
+        _actions(app, kb, "git", GitInput(url, ref) if url else None, busy, lambda: _forget_token(url))
     with upload_tab:
         files = st.file_uploader(t("kb.upload.files"), accept_multiple_files=True, key=keys.KB_UPLOAD)
         item = UploadInput(tuple((f.name, f.getvalue()) for f in files)) if files else None
         _actions(app, kb, "upload", item, busy)
 
 
-def _actions(app: Services, kb: KnowledgeBase, kind: str, item: SourceInput | None, busy: bool) -> None:
+def _actions(app: Services, kb: KnowledgeBase, kind: str, item: SourceInput | None, busy: bool, ingesting=None) -> None:
+    """Preview and Ingest buttons; ``ingesting`` is called once an ingestion has started."""
     preview_col, ingest_col, _ = st.columns([1, 1, 4])
     if preview_col.button(t("kb.preview.button"), key=keys.KB_PREVIEW + kind, disabled=busy or item is None):
         _start(lambda: app.start_preview(kb, item))
     if ingest_col.button(
         t("kb.ingest.button"), key=keys.KB_INGEST + kind, type="primary", disabled=busy or item is None
     ):
-        _start(lambda: app.start_ingest(kb, item))
+        _start(lambda: app.start_ingest(kb, item), ingesting)
 
 
-def _start(begin) -> None:
+def _forget_token(url: str) -> None:
+    # Set before the field is drawn on the next run; a drawn field cannot be changed.
+    st.session_state[keys.KB_GIT_URL_CLEANED] = address_without_credentials(url)
+
+
+def _start(begin, started=None) -> None:
     try:
         begin()
     except AppError as error:
         show_error(error)
     else:
+        if started:
+            started()
         st.rerun()
 
 
@@ -217,6 +233,8 @@ def job_panel(app: Services, kb: KnowledgeBase, job: JobState | None) -> None:
 
 
 def _describe(job: JobState) -> str:
+    if job.waiting_for:
+        return t("kb.ingest.waiting", name=job.waiting_for)
     if job.kind == "preview":
         return t("kb.preview.progress", done=int(job.done), total=int(job.total or 0))
     if job.message == "prepare" or not job.total:
@@ -329,9 +347,13 @@ def chunk_browser(app: Services, kb: KnowledgeBase) -> None:
     _show_chunk(chunks, chunk)
     if st.button(t("kb.chunks.remove_file") + f" ({chunk['path']})", key=keys.KB_REMOVE_FILE):
         source = app.knowledge.records.source(chunk["source_id"])
-        removed = app.knowledge.remove_file(kb, source, chunk["path"])
-        st.toast(t("kb.chunks.removed", n=removed, path=chunk["path"]))
-        st.rerun()
+        try:
+            removed = app.knowledge.remove_file(kb, source, chunk["path"])
+        except AppError as error:
+            show_error(error)
+        else:
+            st.toast(t("kb.chunks.removed", n=removed, path=chunk["path"]))
+            st.rerun()
 
 
 def _show_chunk(chunks: pd.DataFrame, chunk: pd.Series) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from core.credentials import key_status
 from core.errors import AppError
 from core.models import memory
 from core.models.custom import row_for_endpoint, row_from_folder, row_from_hub
@@ -15,7 +16,7 @@ from core.models.prompt_formats import PROMPT_FORMATS
 from core.models.spec import ModelSpec
 from core.services import Services
 from ui import keys
-from ui.common import duration, lang, show_error, t
+from ui.common import duration, lang, plain, show_error, t
 from ui.jobs import first_sight, watch
 
 
@@ -259,8 +260,19 @@ def add_model_form(app: Services) -> None:
     with server_tab:
         url = st.text_input(t("models.add.url"), key=keys.MODELS_ADD_URL)
         served = st.text_input(t("models.add.served"), key=keys.MODELS_ADD_SERVED)
-        key_env = st.text_input(t("models.add.key_env"), key=keys.MODELS_ADD_KEY_ENV).strip() or None
-        _add_button(app, keys.MODELS_ADD_SERVER, lambda: row_for_endpoint(url, served, name, key_env))
+        _server_keys(app)
+        _add_button(app, keys.MODELS_ADD_SERVER, lambda: row_for_endpoint(url, served, name))
+
+
+def _server_keys(app: Services) -> None:
+    # Keys are configured, never typed here: a name typed here could send any variable anywhere.
+    status = key_status(app.settings.server_keys)
+    if not status:
+        st.caption(t("models.add.keys.none"))
+        return
+    states = {True: t("models.add.keys.set"), False: t("models.add.keys.unset")}
+    servers = ", ".join(f"{plain(server)} ({states[is_set]})" for server, is_set in status.items())
+    st.caption(t("models.add.keys", servers=servers))
 
 
 def _add_button(app: Services, key: str, make_row) -> None:

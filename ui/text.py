@@ -167,9 +167,16 @@ TEXT: dict[str, dict[str, str]] = {
         "zh": "服务地址，例如 http://localhost:8000/v1",
     },
     "models.add.served": {"en": "Served model name", "zh": "服务中的模型名"},
-    "models.add.key_env": {
-        "en": "Environment variable holding the API key (optional)",
-        "zh": "保存 API 密钥的环境变量名（可选）",
+    "models.add.keys": {
+        "en": "API keys are configured for: {servers}. Each key is sent to its own server only.",
+        "zh": "已配置 API 密钥的服务：{servers}。每个密钥只发送给它所属的服务。",
+    },
+    "models.add.keys.set": {"en": "key set", "zh": "密钥已设置"},
+    "models.add.keys.unset": {"en": "its variable is not set", "zh": "对应的环境变量未设置"},
+    "models.add.keys.none": {
+        "en": "No server has an API key configured, so none is sent. Whoever runs the app can allow one in "
+        "KBA_SERVER_KEYS.",
+        "zh": "尚未为任何服务配置 API 密钥，因此不会发送密钥。应用管理员可以在 KBA_SERVER_KEYS 中配置。",
     },
     "models.add.button": {"en": "Add", "zh": "添加"},
     "models.added": {"en": "Added {name} to the catalog.", "zh": "已将 {name} 加入模型目录。"},
@@ -280,6 +287,13 @@ TEXT: dict[str, dict[str, str]] = {
         "zh": "读取 Markdown、文本、代码、Notebook、HTML、PDF、Word 和 CSV 文件。遵循 .gitignore；二进制文件、工具目录、锁文件等会被跳过并列出原因。再次添加同一来源只会更新有变化的部分。",
     },
     "kb.git.url": {"en": "Repository URL (https or ssh)", "zh": "仓库地址（https 或 ssh）"},
+    "kb.git.url.help": {
+        "en": "For a private repository over https, a token in the address (https://user:token@host/…) is used "
+        "for this ingestion only and never stored or shown; refreshes get it from KBA_GIT_TOKENS or git's "
+        "credential helper.",
+        "zh": "私有仓库使用 https 时，地址中的令牌（https://user:token@host/…）只用于本次导入，不会保存或显示；"
+        "刷新时从 KBA_GIT_TOKENS 或 git 凭据助手获取。",
+    },
     "kb.git.ref": {"en": "Branch or tag (empty: the default branch)", "zh": "分支或标签（留空为默认分支）"},
     "kb.upload.files": {"en": "Files or zip archives", "zh": "文件或 zip 压缩包"},
     "kb.preview.button": {"en": "Preview", "zh": "预览"},
@@ -290,6 +304,10 @@ TEXT: dict[str, dict[str, str]] = {
         "zh": "{done}/{total} 个文件 · 已向量化 {chunks} 个片段 · {rate:.1f} 片段/秒 · 约剩 {eta}",
     },
     "kb.ingest.preparing": {"en": "Getting the files ready (cloning, unpacking)…", "zh": "正在准备文件（克隆、解压）…"},
+    "kb.ingest.waiting": {
+        "en": "Waiting: another process is writing to “{name}”… (Cancel stops waiting)",
+        "zh": "等待中：另一个进程正在写入“{name}”…（可取消）",
+    },
     "kb.preview.progress": {"en": "Reading {done}/{total} files…", "zh": "正在读取 {done}/{total} 个文件…"},
     "kb.ingest.cancel": {"en": "Cancel", "zh": "取消"},
     "kb.ingest.done": {

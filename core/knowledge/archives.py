@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import lzma
 import os
 import re
 import stat
@@ -18,8 +19,8 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from core.app_files import AppFiles, write_atomically
-from core.errors import ArchiveRefused
+from core.app_files import AppFiles, inside, safe_name, write_atomically
+from core.errors import ArchiveRefused, OutsideFolder
 
 # Small files compress very well without being bombs; only larger ones are held to the ratio limit.
 RATIO_CHECK_BYTES = 1_000_000
@@ -28,12 +29,6 @@ SKIP_REASONS = ("outside_target", "link", "encrypted", "unsupported")
 _UTF8_FLAG = 0x800
 _ENCRYPTED_FLAG = 0x1
 _CHUNK = 1 << 20
-# Characters Windows does not allow in file names (":" would even address an NTFS data stream).
-_WINDOWS_UNSAFE = re.compile(r'[<>:"|?*]')
-_WINDOWS_RESERVED = frozenset(
-    {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
-)
-_MAX_NAME_BYTES = 255
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +46,7 @@ def save_upload(name: str, data: bytes, dest: Path) -> Path:
     A file of the same name is replaced, so uploading a new version updates the source.
     """
     dest.mkdir(parents=True, exist_ok=True)
-    target = dest / safe_name(name)
+    target = inside(dest, name)
     write_atomically(target, data)
     return target
 
@@ -77,7 +72,8 @@ def extract_zip(
     label = archive.name if isinstance(archive, Path) else "The uploaded archive"
     try:
         zf = zipfile.ZipFile(archive if isinstance(archive, Path) else io.BytesIO(archive))
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+    # NotImplementedError: a directory entry claiming a zip version from the future ("zip file version 11.0")
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as exc:
         raise ArchiveRefused(name=label, reason=f"it is not a zip file, or it cannot be read ({exc})") from None
     with zf:
         infos = zf.infolist()
@@ -139,7 +135,7 @@ def _stage(
     staged: dict[str, str] = {}
     for rel, info in planned.items():
         name = _entry_name(info)
-        target = staging / rel
+        target = inside(staging, *rel.split("/"))
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             with zf.open(info) as src, target.open("wb") as out:
@@ -154,9 +150,12 @@ def _stage(
         except NotImplementedError:
             skipped.append(SkippedEntry(name, "unsupported"))
             continue
-        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        except (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, ValueError) as exc:
+            # ValueError: zipfile's own on impossible offsets ("negative seek value") or names
             raise ArchiveRefused(name=label, reason=f"'{name}' is damaged ({exc})") from None
         except OSError as exc:
+            if exc.errno is None:  # bz2 reports damaged data as an OSError without an errno
+                raise ArchiveRefused(name=label, reason=f"'{name}' is damaged ({exc})") from None
             raise ArchiveRefused(name=label, reason=f"'{name}' could not be written ({exc.strerror or exc})") from None
         staged[rel] = name
     return staged
@@ -164,16 +163,16 @@ def _stage(
 
 def _move_into(staging: Path, dest: Path, staged: dict[str, str], label: str, skipped: list[SkippedEntry]) -> None:
     dest.mkdir(exist_ok=True)
-    real_dest = dest.resolve()
     for rel, name in staged.items():
-        target = dest / rel
-        # A link already in dest (say docs -> /etc) would carry the file elsewhere.
-        if not target.parent.resolve().is_relative_to(real_dest):
+        try:
+            # A link already in dest (say docs -> /etc) would carry the file elsewhere.
+            target = inside(dest, *rel.split("/"))
+        except OutsideFolder:
             skipped.append(SkippedEntry(name, "outside_target"))
             continue
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staging / rel, target)
+            os.replace(inside(staging, *rel.split("/")), target)
         except OSError as exc:
             raise ArchiveRefused(name=label, reason=f"'{name}' could not be written ({exc.strerror or exc})") from None
 
@@ -196,7 +195,9 @@ def _entry_name(info: zipfile.ZipInfo) -> str:
 
 
 def _relative_path(name: str) -> str | None:
-    """The entry's path below the target folder, "" for the folder itself, or None if it points elsewhere."""
+    """The entry's path below the target folder, each part a safe name, "" for the folder
+    itself, or None if it points elsewhere.
+    """
     # Windows tools may write backslashes; either way a leading separator or a drive is absolute.
     path = unicodedata.normalize("NFC", name).replace("\\", "/")
     if path.startswith("/") or re.match(r"[A-Za-z]:", path):
@@ -204,21 +205,5 @@ def _relative_path(name: str) -> str | None:
     parts = [part for part in path.split("/") if part not in {"", "."}]
     if ".." in parts:
         return None
-    return "/".join(parts)
-
-
-def safe_name(name: str) -> str:
-    """A file name safe on any system that keeps as much of ``name`` as it can."""
-    base = unicodedata.normalize("NFC", name).replace("\\", "/").rsplit("/", 1)[-1]
-    base = "".join(ch for ch in base if unicodedata.category(ch)[0] != "C")
-    # Windows drops trailing dots and spaces, which would turn "a.txt." into another file's name.
-    base = _WINDOWS_UNSAFE.sub("_", base).strip().rstrip(". ")
-    if not base:
-        return "upload"
-    if base.split(".")[0].upper() in _WINDOWS_RESERVED:
-        base = "_" + base
-    stem, dot, suffix = base.rpartition(".")
-    if not stem or len(suffix) > 16:  # a dotfile, or no real extension
-        stem, dot, suffix = base, "", ""
-    keep = _MAX_NAME_BYTES - len(f"{dot}{suffix}".encode())
-    return stem.encode()[:keep].decode("utf-8", "ignore") + dot + suffix
+    # Made safe here already, so that two entries that end up with the same name are one file.
+    return "/".join(safe_name(part) for part in parts)

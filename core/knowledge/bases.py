@@ -1,4 +1,8 @@
-"""Create, list, rename and delete knowledge bases; open their vector stores."""
+"""Create, list, rename and delete knowledge bases; open their vector stores.
+
+Every change to a knowledge base holds its lock (:mod:`core.locks`), in whatever process it
+runs: the page's actions wait a few seconds for another writer, then say it is busy.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +11,25 @@ import dataclasses
 import time
 import unicodedata
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
-from core.app_files import AppFiles
+from core.app_files import AppFiles, inside
 from core.embeddings.pool import EmbeddingPool
 from core.errors import InvalidName, KnowledgeBaseExists, KnowledgeBaseNotFound, NotAppCreated, StoreDamaged
 from core.knowledge import vectors
 from core.knowledge.records import ChunkRecord, KnowledgeBase, Records, Source
 from core.knowledge.splitting import SplitterSettings
+from core.knowledge.vectors import Collection, VectorStore
+from core.locks import Locks, holding
 
 MAX_NAME_LENGTH = 64
+# How long a rename, delete or removal waits for another writer of the same knowledge base
+# before it gives up and says so: long enough for a refresh with nothing new, short enough
+# for a page that waits on it.
+ACTION_WAIT_S = 5.0
 
 
 def check_name(name: str) -> str:
@@ -59,16 +69,35 @@ class KnowledgeBases:
 
     Files of git and upload sources are kept under ``sources_dir``, one folder per source,
     created and deleted through ``files``; a folder source is the user's and is only read.
+    Locks are kept in ``files``' data folder.
     """
 
     def __init__(
-        self, records: Records, client: Any, embeddings: EmbeddingPool, sources_dir: Path, files: AppFiles
+        self, records: Records, store: VectorStore, embeddings: EmbeddingPool, sources_dir: Path, files: AppFiles
     ) -> None:
         self.records = records
-        self.client = client
+        self.store = store
         self.embeddings = embeddings
         self.sources_dir = sources_dir
         self.files = files
+        self.locks = Locks(files.data_dir)
+        self.action_wait_s = ACTION_WAIT_S
+
+    def writing(
+        self,
+        kb: KnowledgeBase,
+        timeout_s: float | None,
+        on_wait: Callable[[], None] | None = None,
+        check: Callable[[], None] | None = None,
+    ) -> contextlib.AbstractContextManager[None]:
+        """Hold ``kb``'s write lock, shared with every process on this data folder; see
+        :func:`core.locks.holding` for the arguments. A thread holding it may take it again.
+        """
+        return holding(self.locks.kb(kb.id), kb.name, timeout_s, on_wait, check)
+
+    def _changing(self, kb: KnowledgeBase) -> contextlib.AbstractContextManager[None]:
+        """The write lock for an action someone waits on: given up after ``action_wait_s``."""
+        return self.writing(kb, self.action_wait_s)
 
     def create(self, name: str, embedding: str, splitter: SplitterSettings) -> KnowledgeBase:
         """A new, empty knowledge base; raises if the name is invalid or taken."""
@@ -98,7 +127,8 @@ class KnowledgeBases:
         other = self.records.kb_by_name(new_name)
         if other and other.id != kb.id:
             raise KnowledgeBaseExists(name=new_name)
-        self.records.rename_kb(kb.id, new_name)
+        with self._changing(kb):
+            self.records.rename_kb(kb.id, new_name)
         return self.records.kb_by_id(kb.id)
 
     def delete(self, kb: KnowledgeBase) -> list[NotAppCreated]:
@@ -108,15 +138,17 @@ class KnowledgeBases:
         Vectors go first, so a crash leaves a record that can be deleted again. Returns the
         app copies that were refused deletion (see :mod:`core.app_files`) and left in place.
         """
-        vectors.drop_collection(self.client, kb.collection)
-        kept = [refusal for source in self.records.sources(kb.id) if (refusal := self._remove_copy(source))]
-        self.records.delete_kb(kb.id)
+        with self._changing(kb):
+            self.store.drop(kb.collection)
+            kept = [refusal for source in self.records.sources(kb.id) if (refusal := self._remove_copy(source))]
+            self.records.delete_kb(kb.id)
         return kept
 
     def stats(self, kb: KnowledgeBase) -> KnowledgeBaseStats:
         """Counts of sources, files, chunks and stored vectors, and the space they take."""
         counts = self.records.kb_stats(kb.id)
-        stored = vectors.count(self.client, kb.collection)
+        with vectors.damage_reported():
+            stored = self.collection(kb).count()
         copies = sum(_folder_bytes(self.source_folder(s)) for s in self.records.sources(kb.id))
         # Vectors are float32 and the HNSW graph adds about as much again; texts are kept twice
         # (the records and Chroma's documents).
@@ -128,7 +160,8 @@ class KnowledgeBases:
         base damaged; vectors without a record are leftovers of an interrupted run.
         """
         recorded = set(self.records.chunk_ids_of_kb(kb.id))
-        stored = vectors.stored_ids(self.client, kb.collection)
+        with vectors.damage_reported():
+            stored = set(self.collection(kb).get(include=[])["ids"])
         return {
             "chunks": len(recorded),
             "vectors": len(stored),
@@ -140,10 +173,11 @@ class KnowledgeBases:
         """Throw the vectors away and forget what was ingested; ingesting the sources again then
         rebuilds the knowledge base (sources and settings are kept).
         """
-        # A collection too damaged to drop is overwritten: the rebuilt vectors keep their ids.
-        with contextlib.suppress(StoreDamaged):
-            vectors.drop_collection(self.client, kb.collection)
-        self.records.forget_files(kb.id)
+        with self._changing(kb):
+            # A collection too damaged to drop is overwritten: the rebuilt vectors keep their ids.
+            with contextlib.suppress(StoreDamaged):
+                self.store.drop(kb.collection)
+            self.records.forget_files(kb.id)
 
     def sources(self, kb: KnowledgeBase) -> list[Source]:
         """The sources of ``kb``, oldest first."""
@@ -153,15 +187,16 @@ class KnowledgeBases:
         """Where a source's files are read from: the folder itself, or the app's copy of a
         git repository or of uploaded files.
         """
-        return Path(source.location) if source.kind == "folder" else self.sources_dir / source.id
+        return Path(source.location) if source.kind == "folder" else inside(self.sources_dir, source.id)
 
     def remove_file(self, kb: KnowledgeBase, source: Source, path: str) -> int:
         """Remove one file's chunks and leave the file out of later ingestions; returns the count."""
-        ids = self.records.chunk_ids(source.id, [path])[path]
-        if ids:
-            self.collection(kb).delete(ids=ids)
-        self.records.remove_files(source.id, [path])
-        self.records.exclude(source.id, path)
+        with self._changing(kb):
+            ids = self.records.chunk_ids(source.id, [path])[path]
+            if ids:
+                self.collection(kb).delete(ids=ids)
+            self.records.remove_files(source.id, [path])
+            self.records.exclude(source.id, path)
         return len(ids)
 
     def remove_source(self, kb: KnowledgeBase, source: Source) -> int:
@@ -169,12 +204,13 @@ class KnowledgeBases:
         of a folder source); returns the number of chunks removed. Raises
         :class:`NotAppCreated` if the copy is refused deletion; the chunks are gone by then.
         """
-        ids = self.records.chunk_ids_of_source(source.id)
-        for start in range(0, len(ids), 5000):
-            self.collection(kb).delete(ids=ids[start : start + 5000])
-        self.records.delete_source(source.id)
-        if refusal := self._remove_copy(source):
-            raise refusal
+        with self._changing(kb):
+            ids = self.records.chunk_ids_of_source(source.id)
+            for start in range(0, len(ids), 5000):
+                self.collection(kb).delete(ids=ids[start : start + 5000])
+            self.records.delete_source(source.id)
+            if refusal := self._remove_copy(source):
+                raise refusal
         return len(ids)
 
     def discard_if_empty(self, kb: KnowledgeBase) -> bool:
@@ -199,9 +235,9 @@ class KnowledgeBases:
             return refusal
         return None
 
-    def collection(self, kb: KnowledgeBase) -> Any:
-        """The raw Chroma collection of ``kb``, for writing vectors computed by ingestion."""
-        return vectors.collection(self.client, kb.collection, kb.embedding)
+    def collection(self, kb: KnowledgeBase) -> Collection:
+        """The Chroma collection of ``kb``, for writing vectors computed by ingestion."""
+        return self.store.collection(kb.collection, kb.embedding)
 
     def splitter(self, kb: KnowledgeBase) -> SplitterSettings:
         """The splitter settings ``kb`` records."""

@@ -5,6 +5,10 @@ tag, and an update fetches the newest commit of that ref and reports which files
 git runs as a subprocess with prompts disabled and under a timeout. Only https, ssh and (for
 this machine only) http reach it: other transports (``ext::``, ``file://``, ``git://``) can
 run commands, read local files or skip encryption, so URLs are checked before git sees them.
+
+A user name and token in an http(s) URL never reach git's command line or the clone's config:
+git gets the address without them, and the credentials as a header through its environment,
+for that one process (see :mod:`core.credentials`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,22 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from core.app_files import AppFiles
-from core.errors import AppError, GitFailed, GitMissing, GitTimeout, InvalidGitRef, InvalidGitUrl
+from core.credentials import (
+    Credentials,
+    address_without_credentials,
+    origin,
+    split_credentials,
+    without_credentials,
+)
+from core.errors import (
+    AppError,
+    GitCredentialsNeeded,
+    GitFailed,
+    GitMissing,
+    GitTimeout,
+    InvalidGitRef,
+    InvalidGitUrl,
+)
 
 _OPTIONS = (
     # Transports are allow-listed again inside git, which also covers redirects and submodules.
@@ -38,6 +57,10 @@ _HELPER = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*::")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _SCP = re.compile(r"^(?P<user>[^@/:]+)@(?P<host>\[[0-9A-Fa-f:.]+\]|[^@/:\[\]]+):(?P<path>.+)$")
 _REF_CHARS = re.compile(r"[^\x00-\x20\x7f~^:?*\[\\]+")
+# What git and common hosts say when an http(s) server wants credentials it did not get.
+_NEEDS_CREDENTIALS = re.compile(
+    r"Authentication failed|could not read (Username|Password)|returned error: 40[13]|HTTP Basic: Access denied"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +81,7 @@ def check_git_url(url: str) -> str:
     'git@github.com:owner/repo.git'
     """
     cleaned = url.strip()
-    shown = _shown(cleaned)
+    shown = _shown(address_without_credentials(cleaned))
     if not cleaned:
         raise InvalidGitUrl(url=url, reason="it is empty")
     if cleaned.startswith("-"):
@@ -79,19 +102,28 @@ def check_git_url(url: str) -> str:
     return cleaned
 
 
-def clone(url: str, dest: Path, ref: str | None = None, timeout_s: float = 300, *, files: AppFiles) -> str:
+def clone(
+    url: str,
+    dest: Path,
+    ref: str | None = None,
+    timeout_s: float = 300,
+    *,
+    files: AppFiles,
+    credentials: Credentials | None = None,
+) -> str:
     """Shallow-clone ``ref`` (branch or tag; default branch if None) of ``url`` into ``dest``; returns the commit sha.
 
     ``dest``, in the data folder of ``files``, must not exist; it is recorded as the app's,
-    and removed again if the clone fails.
+    and removed again if the clone fails. Credentials in ``url`` are used (unless
+    ``credentials`` are given) and never kept in the clone.
     """
-    url = check_git_url(url)
+    url, found = split_credentials(check_git_url(url))
     ref = _check_ref(ref)
     branch = ["--branch", ref] if ref else []
     if dest.exists():
         raise GitFailed(url=url, detail=f"the folder {dest} already exists")
     files.claim(dest)
-    git = _Git(url, timeout_s)
+    git = _Git(url, timeout_s, credentials or found)
     try:
         git("clone", "--depth", "1", "--single-branch", "--no-tags", *branch, "--", url, str(dest))
         return _rev(git, dest, "HEAD")
@@ -101,14 +133,17 @@ def clone(url: str, dest: Path, ref: str | None = None, timeout_s: float = 300, 
         raise
 
 
-def update(repo: Path, ref: str | None = None, timeout_s: float = 300) -> tuple[str, str, list[Change]]:
+def update(
+    repo: Path, ref: str | None = None, timeout_s: float = 300, credentials: Credentials | None = None
+) -> tuple[str, str, list[Change]]:
     """Fetch the latest ``ref`` into an existing shallow clone and check it out; returns (old_sha, new_sha, changes).
 
     ``ref`` is the branch or tag the clone follows (None: the remote's default branch); pass
     the one given to :func:`clone`. Local edits and stray files in ``repo`` are discarded.
+    Without ``credentials``, a private repository needs git's own credential helper.
     """
     fetched = _check_ref(ref) or "HEAD"
-    git = _Git(str(repo), timeout_s)
+    git = _Git(str(repo), timeout_s, credentials)
     old = _rev(git, repo, "HEAD")
     git.url = check_git_url(git("remote", "get-url", "origin", repo=repo).decode())
     git("fetch", "--depth", "1", "--no-tags", "--", "origin", fetched, repo=repo)
@@ -121,12 +156,15 @@ def update(repo: Path, ref: str | None = None, timeout_s: float = 300) -> tuple[
 
 
 class _Git:
-    """Runs git commands for one operation: one deadline, one address to name in errors."""
+    """Runs git commands for one operation: one deadline, one address (without credentials) to
+    name in errors, and the credentials to send to it, if any.
+    """
 
-    def __init__(self, url: str, timeout_s: float) -> None:
+    def __init__(self, url: str, timeout_s: float, credentials: Credentials | None = None) -> None:
         self.url = url
         self.timeout_s = timeout_s
         self.deadline = time.monotonic() + timeout_s
+        self.credentials = credentials
 
     def __call__(self, *args: str, repo: Path | None = None) -> bytes:
         """Run git with ``args``; returns its standard output, or raises GitFailed, GitTimeout or GitMissing."""
@@ -138,6 +176,8 @@ class _Git:
         # No prompt may wait for an answer that never comes. GIT_LFS_SKIP_SMUDGE keeps large
         # binaries (models, media) as small pointer files instead of downloading them.
         env.update(GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="echo", GCM_INTERACTIVE="never", GIT_LFS_SKIP_SMUDGE="1")
+        if self.credentials and args[0] in {"clone", "fetch"} and self.url.startswith(("https://", "http://")):
+            env.update(_auth_header(self.url, self.credentials, env))  # only the processes that talk to the server
         try:
             proc = subprocess.Popen(
                 ["git", *_OPTIONS, *http, *where, *args],
@@ -157,8 +197,29 @@ class _Git:
             _kill(proc)
             raise GitTimeout(url=_shown(self.url), seconds=self.timeout_s) from None
         if proc.returncode:
-            raise GitFailed(url=_shown(self.url), detail=_shown(_last_message(err, proc.returncode), self.url))
+            self._fail(err, proc.returncode)
         return out
+
+    def _fail(self, stderr: bytes, returncode: int) -> None:
+        said = stderr.decode("utf-8", "replace")
+        if self.url.startswith(("https://", "http://")) and _NEEDS_CREDENTIALS.search(said):
+            raise GitCredentialsNeeded(url=_shown(self.url), server=origin(self.url))
+        raise GitFailed(url=_shown(self.url), detail=_shown(_last_message(stderr, returncode)))
+
+
+def _auth_header(url: str, credentials: Credentials, env: dict[str, str]) -> dict[str, str]:
+    """Git configuration, passed in the environment, that sends ``credentials`` to ``url`` as a header.
+
+    The environment of a process is readable by its user alone, where the command line is shown
+    to every user by ps; and nothing is written to the clone's config. The header is scoped to
+    the repository's address, so git sends it nowhere else.
+    """
+    n = int(env.get("GIT_CONFIG_COUNT") or 0)  # add to configuration the user's environment may already pass
+    return {
+        "GIT_CONFIG_COUNT": str(n + 1),
+        f"GIT_CONFIG_KEY_{n}": f"http.{url}.extraHeader",
+        f"GIT_CONFIG_VALUE_{n}": f"Authorization: {credentials.basic_auth()}",
+    }
 
 
 def _rev(git: _Git, repo: Path, name: str) -> str:
@@ -242,11 +303,6 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def _shown(text: str, url: str | None = None) -> str:
-    """``text`` fit for a message: the credentials of ``url`` (default: ``text``) hidden, control characters escaped."""
-    with contextlib.suppress(ValueError):
-        parts = urlsplit(text if url is None else url)
-        # Over http(s) whatever precedes "@" is a credential (a token may stand in for the user name).
-        if parts.scheme in {"http", "https"} and "@" in parts.netloc:
-            text = text.replace(parts.netloc.rpartition("@")[0], "***")
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+def _shown(text: str) -> str:
+    """``text`` fit for a message: without credentials, control characters escaped."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in without_credentials(text))

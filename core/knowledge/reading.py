@@ -86,7 +86,10 @@ def decode(data: bytes) -> tuple[str, str]:
     """
     for bom, encoding in _BOMS:
         if data.startswith(bom):
-            return data.decode(encoding), encoding
+            try:
+                return data.decode(encoding), encoding
+            except UnicodeDecodeError as exc:  # a mark, then bytes that are not that encoding
+                raise UnreadableText(f"not valid {encoding.removesuffix('-sig')} after its byte-order mark") from exc
     try:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from core.credentials import without_credentials
 from core.errors import RecordsDamaged
 from core.knowledge.terms import TERMS_VERSION, chunk_terms
 
@@ -173,6 +174,7 @@ class Records:
             db.executescript(_SCHEMA)
             _add_missing_columns(db)
             _migrate_keyword_index(db)
+            _forget_url_credentials(db)
             problem = db.execute("PRAGMA quick_check").fetchone()[0]
             if problem != "ok":
                 raise sqlite3.DatabaseError(problem)
@@ -476,6 +478,27 @@ def _migrate_keyword_index(db: sqlite3.Connection) -> None:
         _create_keyword_index(db, kb_id)
     db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (_KEYWORD_INDEX, str(TERMS_VERSION)))
     db.execute("COMMIT")
+
+
+def _forget_url_credentials(db: sqlite3.Connection) -> None:
+    """Take the user name and token out of git addresses that earlier versions recorded as typed,
+    leaving no copy of them in the file.
+    """
+    rows = db.execute("SELECT id, location FROM source WHERE kind = 'git'").fetchall()
+    cleaned = {source_id: clean for source_id, old in rows if (clean := without_credentials(old)) != old}
+    if not cleaned:
+        return
+    db.execute("PRAGMA secure_delete=ON")  # the replaced text is overwritten, not just unlinked
+    db.execute("PRAGMA foreign_keys=ON")
+    db.execute("BEGIN IMMEDIATE")
+    for source_id, location in cleaned.items():
+        try:
+            db.execute("UPDATE source SET location = ? WHERE id = ?", (location, source_id))
+        except sqlite3.IntegrityError:
+            # The same repository is recorded without credentials too: that source already covers it.
+            db.execute("DELETE FROM source WHERE id = ?", (source_id,))
+    db.execute("COMMIT")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the log held the old pages as well
 
 
 def _add_missing_columns(db: sqlite3.Connection) -> None:

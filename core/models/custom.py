@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from urllib.parse import urlparse
 
+from core.credentials import address_without_credentials
 from core.errors import InvalidEndpoint, InvalidModelFolder
 from core.models.memory import estimate
 from core.models.prompt_formats import PROMPT_FORMATS
@@ -88,12 +89,22 @@ def row_from_hub(repo_id: str, name: str | None = None, trust_remote_code: bool 
 
 
 def row_for_endpoint(base_url: str, model: str, name: str | None = None, api_key_env: str | None = None) -> ModelSpec:
-    """A row for a model served by vLLM, lmdeploy, Ollama, Xinference or any OpenAI-compatible server."""
+    """A row for a model served by vLLM, lmdeploy, Ollama, Xinference or any OpenAI-compatible server.
+
+    Its API key comes from the variables the ``server_keys`` setting allows for the server
+    (``api_key_env`` picks one of them), never from the address.
+    """
+    shown = address_without_credentials(base_url.strip())
     parsed = urlparse(base_url.strip())
     if parsed.scheme not in {"http", "https"} or not parsed.netloc:
-        raise InvalidEndpoint(url=base_url, reason="only http:// and https:// URLs are accepted")
+        raise InvalidEndpoint(url=shown, reason="only http:// and https:// URLs are accepted")
+    if shown != base_url.strip():
+        raise InvalidEndpoint(
+            url=shown,
+            reason="it holds a user name or key, which would be stored and shown (keys go in KBA_SERVER_KEYS)",
+        )
     if not model.strip():
-        raise InvalidEndpoint(url=base_url, reason="the served model's name is missing")
+        raise InvalidEndpoint(url=shown, reason="the served model's name is missing")
     return ModelSpec(
         key=slug(name or model) + "-remote",
         name=name or f"{model} @ {parsed.netloc}",

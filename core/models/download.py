@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from core.app_files import AppFiles
+from core.app_files import AppFiles, inside
 from core.errors import DownloadCorrupt, HubUnreachable, NotEnoughDisk
 from core.jobs import JobContext
 from core.models.hubs import HubClient, RemoteFile
@@ -118,7 +118,7 @@ def download(
     _check_disk(spec, folder, total - already)
     progress = _Progress(ctx, total, already)
     for file in files:
-        if have[file.path] == file.size and (folder / file.path).is_file():
+        if have[file.path] == file.size and _local(folder, file).is_file():
             continue
         _fetch(client, repo_id, spec.revision, file, folder, progress, app_files)
     (folder / COMPLETE_MARKER).write_text(
@@ -149,11 +149,16 @@ class _Progress:
 
 
 def _present_bytes(folder: Path, file: RemoteFile) -> int:
-    final = folder / file.path
+    final = _local(folder, file)
     if final.is_file() and final.stat().st_size == file.size:
         return file.size
     part = _part(final)
     return min(part.stat().st_size, file.size) if part.is_file() else 0
+
+
+def _local(folder: Path, file: RemoteFile) -> Path:
+    # The file list comes from a hub, or from any mirror one was told to use.
+    return inside(folder, *file.path.split("/"))
 
 
 def _part(path: Path) -> Path:
@@ -177,7 +182,7 @@ def _fetch(
     progress: _Progress,
     app_files: AppFiles,
 ) -> None:
-    final = folder / file.path
+    final = _local(folder, file)
     final.parent.mkdir(parents=True, exist_ok=True)
     part = _part(final)
     for attempt in range(_RETRIES):

@@ -47,7 +47,7 @@ class ModelManager:
             spec = self._registry.get(key)
             self._unload_locked()
             if spec.source == "remote":
-                self._resident = remote.connect(spec)
+                self._resident = remote.connect(spec, self._settings.server_keys)
             elif self._settings.llm_backend == "fake":
                 self._resident = LoadedModel(spec, None, None, "cpu", "float32", Path(), 0.0, options)
             else:
@@ -74,7 +74,7 @@ class ModelManager:
         resident = self._resident
         generation = {k: v for k, v in generation.items() if v is not None}
         if isinstance(resident, RemoteModel):
-            return remote.chat_model(resident.spec, **generation)
+            return remote.chat_model(resident.spec, self._settings.server_keys, **generation)
         if self._settings.llm_backend == "fake":
             return FakeListChatModel(responses=[FAKE_REPLY], sleep=0.01)
         if resident is None:

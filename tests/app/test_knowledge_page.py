@@ -2,6 +2,7 @@ import io
 import zipfile
 
 from tests.app.conftest import shown, wait_for_jobs
+from tests.git_server import GitServer, Upstream
 
 
 def _page(app):
@@ -137,3 +138,41 @@ def test_a_failed_first_ingestion_says_the_base_is_empty_and_how_to_delete_it(ap
     assert "127.0.0.1" in app.error[0].value
     notice = next(i.value for i in app.info if "holds nothing yet" in i.value)
     assert "“repo”" in notice and "Delete knowledge base" in notice
+
+
+def test_a_token_typed_into_a_git_address_is_used_once_and_never_shown(app, tmp_path):
+    token = "ghp_PageT0ken"
+    (tmp_path / "served").mkdir()
+    with GitServer(tmp_path / "served", auth=("me", token)) as server:
+        project = Upstream(tmp_path, server)
+        project.commit({"README.md": "# Private\n\nNotes about AWQ quantization.\n"})
+        _create(app, "private")
+        app.text_input(key="kb.git_url").input(project.url.replace("http://", f"http://me:{token}@")).run()
+        app.button(key="kb.ingest.git").click().run()
+        wait_for_jobs()
+        app.run()
+        assert "1 file(s) ingested" in shown(app.success[0].value)
+        # The field keeps the address, without the token, once the ingestion has started.
+        assert app.text_input(key="kb.git_url").value == project.url
+        assert any(project.url in shown(m.value) for m in app.markdown)
+        assert token not in _page_text(app)
+
+        # A refresh needs the token again, and says how to give it, without showing it.
+        next(b for b in app.button if b.key and b.key.startswith("kb.refresh.")).click().run()
+        wait_for_jobs()
+        app.run()
+    assert "KBA_GIT_TOKENS" in app.error[0].value
+    assert token not in _page_text(app)
+
+
+def _page_text(app) -> str:
+    """Everything the page shows: each element as sent to the browser, and each widget's value."""
+    nodes = [*app.main, *app.sidebar]
+    return "\n".join([str(getattr(node, "proto", "")) for node in nodes] + [_value(node) for node in nodes])
+
+
+def _value(node) -> str:
+    try:
+        return str(node.value)
+    except Exception:  # noqa: BLE001 - containers and some elements have no value
+        return ""

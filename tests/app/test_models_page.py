@@ -1,4 +1,5 @@
 from core.errors import HubUnreachable
+from core.settings import get_settings
 from tests.app.conftest import wait_for_jobs
 from tests.fakes import FakeHub
 from tests.tiny_models import build_tiny_model
@@ -112,3 +113,25 @@ def test_the_demo_row_says_what_it_is_for(app):
     _models(app)
     notice = next(i.value for i in app.info if "demo model" in i.value).replace("\\", "")
     assert "for trying the app, not for real answers" in notice and "offline Qwen2.5-Coder-1.5B" in notice
+
+
+def test_server_keys_are_configured_not_typed(app, monkeypatch):
+    monkeypatch.setenv(
+        "KBA_SERVER_KEYS", '{"https://api.example.com": "EXAMPLE_API_KEY", "http://localhost:8000": "LOCAL_KEY"}'
+    )
+    monkeypatch.setenv("EXAMPLE_API_KEY", "sk-never-shown")
+    monkeypatch.delenv("LOCAL_KEY", raising=False)
+    get_settings.cache_clear()
+    services.clear()
+    _models(app)
+    assert not [w for w in app.text_input if w.key and "key" in w.key]  # no field to name a variable in
+    caption = next(c.value for c in app.caption if "API keys are configured" in c.value).replace("\\", "")
+    assert (
+        "https://api.example.com (key set)" in caption and "http://localhost:8000 (its variable is not set)" in caption
+    )
+    assert not any("sk-never-shown" in str(getattr(node, "proto", "")) for node in [*app.main, *app.sidebar])
+
+
+def test_without_configured_keys_the_page_says_none_is_sent(app):
+    _models(app)
+    assert any("No server has an API key configured" in c.value for c in app.caption)
