@@ -3,20 +3,36 @@
 HTML and Word files become Markdown (markdownify; mammoth turns .docx into HTML first), so
 headings, lists and tables keep their shape for the splitter. The document libraries are
 imported inside the readers that need them, so importing ``core`` stays light.
+
+Files may come from anyone (uploads, shared folders, git repositories), so every format that
+runs a parser is read within a time and memory budget: see "Per-file budget" below.
 """
 
 from __future__ import annotations
 
+import atexit
 import codecs
+import contextlib
 import csv
 import dataclasses
 import functools
 import io
 import json
+import logging
+import os
+import queue
 import re
+import struct
+import subprocess
+import sys
+import threading
+import time
+import warnings
+import weakref
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from langchain_text_splitters import Language
 
@@ -37,6 +53,18 @@ class LoadedDocument:
 
 class UnsupportedFile(ValueError):
     """The file's type is not one :func:`load` reads."""
+
+
+class OverBudget(UnreadableText):
+    """Reading the file would take more time or memory than one file is allowed (see READ_SECONDS)."""
+
+
+class ReaderFailed(UnreadableText):
+    """A parser failed in an unforeseen way (a bug, or a crash in a library); the file is skipped."""
+
+
+log = logging.getLogger(__name__)
+_ROOT = Path(__file__).resolve().parents[2]  # the folder holding the ``core`` package
 
 
 _DOC_KINDS = {".md": "markdown", ".markdown": "markdown", ".rst": "rst"}
@@ -73,6 +101,45 @@ _CODE_LANGUAGES = {
 # Files the folder scan accepts by name although they have no suffix.
 _PLAIN_NAMES = {"README": "text", "LICENSE": "text", "Makefile": "code", "Dockerfile": "code"}
 
+# --- Per-file budget -----------------------------------------------------------------------------
+#
+# Plain text (Markdown, text, reStructuredText, code, config files) is only decoded: time and
+# memory grow linearly with its size, which the folder scan caps (Settings.max_file_mb), so it is
+# read here, at full speed, with no other guard.
+#
+# Notebooks, HTML, PDF, Word and CSV run a parser (json, BeautifulSoup + markdownify, pypdf,
+# mammoth, csv) that a hostile file can keep busy, or make allocate, far beyond its size. They are
+# read in a worker process (see _Worker), because only a process can be stopped from outside:
+#   - time: this side waits READ_SECONDS for the answer, then kills the worker;
+#   - memory: on Linux the worker caps its own address space (RLIMIT_AS) at its size after start-up
+#     plus READ_MEMORY_MB, so a parser that asks for more gets a MemoryError instead of the machine's
+#     memory. Elsewhere (macOS does not enforce RLIMIT_AS; Windows has no rlimits) the time limit and
+#     the size checks below (DOCX_MAX_XML_MB, CSV_MAX_LINE_CHARS, pypdf's own limits) still hold.
+# A worker is a fresh Python (never a fork of this process, which runs threads), started once and
+# reused, so a file costs one round trip through a pipe (well under a millisecond for a small file);
+# a killed worker is replaced on the next file. A file over budget is skipped as unreadable, with
+# the reason ("took longer than 120 s to read", "needed more than 1024 MB to read"), like any other.
+
+# pypdf reads a text page in about 8 ms here (a 500-page PDF in 4 s) and mammoth about 0.35 MB of
+# XML a second (a 400-page .docx in 9 s): 120 s lets a long book through on a machine several times
+# slower, with other jobs on the cores, and stops a file that would never finish.
+READ_SECONDS = 120.0
+# Reading a 10 MB file (the default size limit) takes tens to a few hundred MB (mammoth's DOM is
+# about 20 bytes per byte of XML); 1 GB is generous for that and small next to a loaded model.
+READ_MEMORY_MB = 1024
+# At about 20 bytes of memory and 3 µs per byte of XML, more than 50 MB of XML would break both
+# budgets anyway; checked before anything is inflated, so a zip bomb in a .docx costs nothing.
+DOCX_MAX_XML_MB = 50
+# No table has a 1 MB line; a CSV that does is a dump, and would cost csv some 30 times its size.
+CSV_MAX_LINE_CHARS = 1_000_000
+# Each value is written with its column's name, so the text is larger than the table: a few times
+# for most tables, under 10 for wide numeric ones. A 100 kB column name over a column of one-letter
+# values would multiply it by 50,000: past this factor the table is refused.
+CSV_MAX_EXPANSION = 20
+# Tried only at line starts (\r, \n or \r\n end a CSV line): [^\r\n]{N} alone would start again at
+# every character of a line just under N long, which takes quadratic time.
+_LONG_LINE = re.compile(rf"(?:\A|(?<=[\r\n]))[^\r\n]{{{CSV_MAX_LINE_CHARS + 1}}}")
+
 
 def _normalise(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
@@ -95,6 +162,8 @@ def _notebook(data: bytes) -> LoadedDocument:
         notebook = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UnreadableText(f"invalid notebook JSON: {exc.msg} at line {exc.lineno}") from exc
+    except RecursionError as exc:  # [[[[... thousands deep
+        raise UnreadableText("invalid notebook JSON: nested too deeply") from exc
     if not isinstance(notebook, dict) or not isinstance(notebook.get("cells"), list):
         raise UnreadableText("not a Jupyter notebook in format 4; re-save it with a current Jupyter")
     metadata = notebook.get("metadata")
@@ -108,7 +177,9 @@ def _notebook(data: bytes) -> LoadedDocument:
         if not isinstance(cell, dict):
             continue
         source = cell.get("source", "")
-        source = _normalise("".join(source) if isinstance(source, list) else str(source)).strip("\n")
+        # Format 4 says a string or a list of strings; anything else in the list is not text.
+        source = "".join(part for part in source if isinstance(part, str)) if isinstance(source, list) else str(source)
+        source = _normalise(source).strip("\n")
         if not source.strip():
             continue
         if cell.get("cell_type") == "code":
@@ -216,6 +287,8 @@ def _pdf(data: bytes) -> LoadedDocument:
         # An empty user password opens PDFs that only restrict printing or copying.
         locked = reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED
         pages = [] if locked else [_normalise(page.extract_text() or "").strip() for page in reader.pages]
+    except MemoryError:
+        raise  # the memory budget's to report, not a broken file
     except Exception as exc:
         raise UnreadableText(f"broken PDF: {exc}") from exc
     if locked:
@@ -235,15 +308,35 @@ def _docx(data: bytes) -> LoadedDocument:
     import mammoth
     from bs4 import BeautifulSoup
 
+    _check_docx_size(data)
     # Images are dropped from the text anyway: skip reading and encoding them.
     no_images = mammoth.images.img_element(lambda image: {})
     # mammoth fails on non-zip, non-Word or damaged files with a mix of zip, XML, key and
     # value errors; all mean the file is unreadable.
     try:
         html = mammoth.convert_to_html(io.BytesIO(data), style_map=_DOCX_STYLES, convert_image=no_images).value
+    except MemoryError:
+        raise
     except Exception as exc:
         raise UnreadableText(f"not a readable .docx file: {exc}") from exc
     return LoadedDocument(_markdown(BeautifulSoup(html, "html.parser")), "docx", Language.MARKDOWN.value)
+
+
+def _check_docx_size(data: bytes) -> None:
+    """Refuse a .docx whose XML would unpack past DOCX_MAX_XML_MB, before mammoth inflates any of it.
+
+    The sizes come from the zip's directory; zipfile never returns more than an entry declares,
+    so a lie there only makes the file shorter. Media (images) are not read, so they do not count.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            unpacked = sum(info.file_size for info in zf.infolist() if not info.filename.startswith("word/media/"))
+    except (zipfile.BadZipFile, ValueError, OSError):
+        return  # not a zip: mammoth says so in its own words below
+    if unpacked > DOCX_MAX_XML_MB * 1_000_000:
+        raise OverBudget(
+            f"its XML would unpack to {unpacked / 1e6:,.0f} MB, more than the {DOCX_MAX_XML_MB} MB a .docx may hold"
+        )
 
 
 # --- CSV ---------------------------------------------------------------------------------------
@@ -251,28 +344,37 @@ def _docx(data: bytes) -> LoadedDocument:
 
 def _table(data: bytes, delimiter: str | None) -> LoadedDocument:
     text, _ = decode(data)
+    # csv keeps a whole row in memory as a list of strings (about 60 bytes a field), so one long
+    # line of "a,a,a,..." would need some 30 times its size: refuse lines no table has.
+    if len(text) > CSV_MAX_LINE_CHARS and _LONG_LINE.search(text):
+        raise UnreadableText(f"has a line longer than {CSV_MAX_LINE_CHARS:,} characters; not a table")
     if delimiter is None:
         try:
             delimiter = csv.Sniffer().sniff(text[:8192], delimiters=",;\t|").delimiter
         except csv.Error:
             delimiter = ","  # too little or too regular text to sniff: the common case
+    rows = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    headers: list[str] | None = None
+    lines = []
+    room = CSV_MAX_EXPANSION * len(text) + 10_000
     try:
-        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+        for row in rows:  # one row at a time: the rows never are all in memory at once
+            if headers is None:
+                headers = [" ".join(name.split()) for name in row]
+                continue
+            # Each row on one line, every value named by its column; empty values say nothing.
+            pairs = [
+                f"{headers[i] if i < len(headers) and headers[i] else f'column {i + 1}'}: {' '.join(value.split())}"
+                for i, value in enumerate(row)
+                if value.strip()
+            ]
+            if pairs:
+                lines.append(" | ".join(pairs))
+                room -= len(lines[-1])
+                if room < 0:
+                    raise UnreadableText(f"named by its columns, it would grow over {CSV_MAX_EXPANSION} times its size")
     except csv.Error as exc:
         raise UnreadableText(f"broken CSV: {exc}") from exc
-    if not rows:
-        return LoadedDocument("", "csv", None)
-    headers = [" ".join(name.split()) for name in rows[0]]
-    lines = []
-    for row in rows[1:]:
-        # Each row on one line, every value named by its column; empty values say nothing.
-        pairs = [
-            f"{headers[i] if i < len(headers) and headers[i] else f'column {i + 1}'}: {' '.join(value.split())}"
-            for i, value in enumerate(row)
-            if value.strip()
-        ]
-        if pairs:
-            lines.append(" | ".join(pairs))
     return LoadedDocument("\n".join(lines), "csv", None)
 
 
@@ -288,11 +390,236 @@ _READERS: dict[str, Callable[[bytes], LoadedDocument]] = {
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | frozenset(_READERS)
 
 
+# --- the worker process ---------------------------------------------------------------------------
+
+# Waiting for a new worker (a Python start and the parsers' imports: about a second) is not the
+# file's time; a worker that does not even start in this long will not.
+_START_SECONDS = 60.0
+# Workers kept between files: one per thread reading at the same time, up to this many.
+_MAX_IDLE_WORKERS = 2
+# After a worker failed to start, files are skipped at once for this long before trying again.
+_RETRY_START_SECONDS = 30.0
+_idle: list[_Worker] = []
+_idle_lock = threading.Lock()
+_all_workers: weakref.WeakSet[_Worker] = weakref.WeakSet()
+_no_workers_until = 0.0
+_start_failure = ""
+_HEADER = struct.Struct(">Q")
+# A plain ``python -c``: multiprocessing's spawn would run the caller's main script again in the
+# child, which breaks any script without an ``if __name__ == "__main__"`` guard.
+_WORKER_CODE = "import sys; from core.knowledge.loaders import _serve; _serve(int(sys.argv[1]), int(sys.argv[2]))"
+
+
+class _Worker:
+    """A process that reads documents sent to it on its stdin, within READ_MEMORY_MB.
+
+    Messages are length-prefixed frames: in, the suffix then the bytes; out, one JSON object.
+    A thread reads the answers, so that waiting for one can time out on every system.
+    """
+
+    def __init__(self, memory_mb: int) -> None:
+        self.memory_mb = memory_mb
+        path = os.pathsep.join([str(_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", _WORKER_CODE, str(memory_mb), str(os.getpid())],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": path},
+            creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),
+        )
+        self._replies: queue.Queue[dict | None] = queue.Queue()
+        _all_workers.add(self)
+        threading.Thread(target=self._receive, name="document-reader-replies", daemon=True).start()
+        try:
+            reply = self._replies.get(timeout=_START_SECONDS)
+        except queue.Empty:
+            reply = {"status": "silent"}
+        if reply != {"status": "ready"}:
+            self.close()
+            ended = f"it ended with code {self._process.returncode}"
+            raise OSError(f"no answer in {_START_SECONDS:g} s" if reply else ended)
+
+    def alive(self) -> bool:
+        return self._process.poll() is None
+
+    def read(self, suffix: str, data: bytes, seconds: float) -> LoadedDocument:
+        try:
+            _send(self._process.stdin, suffix.encode(), data)
+        except OSError:
+            reply = None  # it died before
+        else:
+            try:
+                reply = self._replies.get(timeout=seconds)
+            except queue.Empty:
+                self.close()
+                raise OverBudget(f"took longer than {seconds:g} s to read") from None
+        if reply is None:  # killed by the system, or a crash inside a C library
+            self.close()
+            raise ReaderFailed(
+                f"the reader stopped while reading it (it may have needed more than {self.memory_mb} MB)"
+            )
+        status = reply["status"]
+        if status == "ok":
+            return LoadedDocument(reply["text"], reply["kind"], reply["language"])
+        if status == "memory":
+            self.close()  # its heap may stay fragmented: start afresh
+            raise OverBudget(f"needed more than {self.memory_mb} MB to read")
+        if status == "unreadable":
+            raise UnreadableText(reply["reason"])
+        raise ReaderFailed(reply["reason"])
+
+    def close(self) -> None:
+        if self.alive():
+            self._process.kill()
+        self._process.wait()
+        for pipe in (self._process.stdin, self._process.stdout):
+            with contextlib.suppress(OSError):
+                pipe.close()
+
+    def _receive(self) -> None:
+        try:
+            while (frame := _receive_frame(self._process.stdout)) is not None:
+                self._replies.put(json.loads(frame))
+        except (OSError, ValueError):
+            pass
+        self._replies.put(None)  # end of the pipe: the process ended
+
+
+def _send(pipe: BinaryIO, *frames: bytes) -> None:
+    for frame in frames:
+        pipe.write(_HEADER.pack(len(frame)))
+        pipe.write(frame)
+    pipe.flush()
+
+
+def _receive_frame(pipe: BinaryIO) -> bytes | None:
+    header = pipe.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        return None
+    (size,) = _HEADER.unpack(header)
+    frame = pipe.read(size)
+    return frame if len(frame) == size else None
+
+
+def _serve(memory_mb: int, app_pid: int) -> None:
+    """The worker's loop (see :class:`_Worker`); runs until its stdin closes or the app ends."""
+    if sys.platform != "win32":
+        threading.Thread(target=_exit_with, args=(app_pid,), name="document-reader-watch", daemon=True).start()
+    # Libraries that print would corrupt the frames: the answers get stdout's pipe to themselves.
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno() if sys.stderr else os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    requests = sys.stdin.buffer
+    # What went wrong comes back as the reason; pypdf's notes on repairs and bs4's warnings would
+    # only fill the app's console.
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
+    warnings.simplefilter("ignore")
+    # Imported before the limit is set, so that the budget is the file's alone.
+    import bs4
+    import mammoth
+    import markdownify
+    import pypdf
+    from charset_normalizer import from_bytes
+
+    del bs4, mammoth, markdownify, pypdf, from_bytes
+    _limit_memory(memory_mb)
+    _answer(replies, {"status": "ready"})
+    while True:
+        suffix = _receive_frame(requests)
+        data = _receive_frame(requests)
+        if suffix is None or data is None:
+            return  # the app closed the pipe, or ended
+        try:
+            document = _READERS[suffix.decode()](data)
+            reply = {"status": "ok", **dataclasses.asdict(document)}
+        except MemoryError:
+            reply = {"status": "memory"}
+        except UnreadableText as exc:
+            reply = {"status": "unreadable", "reason": str(exc)}
+        except Exception as exc:  # noqa: BLE001 - any parser failure skips the file, saying what happened
+            reply = {
+                "status": "failed",
+                "reason": f"the {suffix.decode()} reader failed: {type(exc).__name__}: {exc}"[:500],
+            }
+        del data
+        try:
+            _answer(replies, reply)
+        except MemoryError:  # the text itself is too large to send
+            reply = None  # freed first
+            _answer(replies, {"status": "memory"})
+
+
+def _exit_with(app_pid: int) -> None:
+    # The app kills its workers when it exits; if it was killed itself, a worker busy with a file
+    # that never ends would run on alone. An orphan gets a new parent: then it exits too.
+    while os.getppid() == app_pid:
+        time.sleep(1)
+    os._exit(1)
+
+
+@atexit.register
+def _close_workers() -> None:
+    for worker in list(_all_workers):
+        worker.close()
+
+
+def _answer(pipe: BinaryIO, reply: dict) -> None:
+    _send(pipe, json.dumps(reply, ensure_ascii=False).encode())
+
+
+def _limit_memory(megabytes: int) -> None:
+    if sys.platform != "linux":
+        return  # see "Per-file budget" above
+    import resource
+
+    with open("/proc/self/statm", encoding="ascii") as statm:
+        size = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = size + megabytes * 1024 * 1024
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+def _read_in_worker(suffix: str, data: bytes) -> LoadedDocument:
+    global _no_workers_until, _start_failure
+    worker = None
+    with _idle_lock:
+        while _idle and worker is None:
+            candidate = _idle.pop()
+            if candidate.memory_mb == READ_MEMORY_MB and candidate.alive():
+                worker = candidate
+            else:
+                candidate.close()
+    if worker is None:
+        # Without a worker there is no budget, and a hostile file could stall the app: such files
+        # are skipped, saying why, rather than read here.
+        if time.monotonic() < _no_workers_until:
+            raise ReaderFailed(_start_failure)
+        try:
+            worker = _Worker(READ_MEMORY_MB)
+        except OSError as exc:
+            _start_failure = f"the document reader process could not start: {exc.strerror or exc}"
+            _no_workers_until = time.monotonic() + _RETRY_START_SECONDS
+            log.warning("%s; %s files are skipped", _start_failure, ", ".join(sorted(_READERS)))
+            raise ReaderFailed(_start_failure) from None
+    try:
+        return worker.read(suffix, data, READ_SECONDS)
+    finally:
+        if worker.alive():
+            with _idle_lock:
+                keep = len(_idle) < _MAX_IDLE_WORKERS
+                if keep:
+                    _idle.append(worker)
+            if not keep:
+                worker.close()
+
+
 def load(path: Path, data: bytes | None = None) -> LoadedDocument:
     r"""Read ``path`` (or the given bytes, with ``path`` only naming the file) as text.
 
     Raises :class:`UnsupportedFile` for a type it does not read, :class:`UnreadableText` for
-    content it cannot read, and ``OSError`` when ``path`` itself cannot be read.
+    content it cannot read (:class:`OverBudget` for one over the per-file budget, :class:`ReaderFailed`
+    when a parser fails unexpectedly), and ``OSError`` when ``path`` itself cannot be read.
 
     >>> load(Path("notes.md"), "# 标题\r\n正文".encode("gbk"))
     LoadedDocument(text='# 标题\n正文', kind='markdown', language='markdown')
@@ -303,7 +630,7 @@ def load(path: Path, data: bytes | None = None) -> LoadedDocument:
     if data is None:
         data = path.read_bytes()
     if suffix in _READERS:
-        return _READERS[suffix](data)
+        return _read_in_worker(suffix, data)
     if suffix in CODE_SUFFIXES:
         language = _CODE_LANGUAGES.get(suffix)
         return _plain(data, "code", language.value if language else None)
