@@ -3,6 +3,7 @@
 import streamlit as st
 
 from ui import keys
+from ui.auth import gate
 from ui.common import ENTRY_RAN, lang, remember_language, t
 from ui.text import LANGUAGES
 
@@ -26,4 +27,7 @@ pages = [
     st.Page("pages/chat.py", title=t("nav.chat"), icon=":material/chat:"),
     st.Page("pages/evaluate.py", title=t("nav.evaluate"), icon=":material/analytics:"),
 ]
+# With logins on, nothing but the login form shows until someone logs in (no menu, no page).
+if gate(pages) is None:
+    st.stop()
 st.navigation(pages).run()

@@ -284,3 +284,45 @@ class ServerKeyNotAllowed(AppError):
         "环境变量 {variable} 中的 API 密钥不会发送到 {url}：配置没有允许该服务使用这个变量。请让应用管理员在 KBA_SERVER_KEYS 中"
         '允许它（例如 {{"{server}": "{variable}"}}），或移除该模型后重新添加服务。'
     )
+
+
+class NotPermitted(AppError):
+    en = (
+        "You may not {action} knowledge base '{name}': it belongs to {owner} and is {sharing}. "
+        "Ask its owner or an administrator to share it with you."
+    )
+    zh = "您无权{action_zh}知识库 “{name}”：它属于 {owner}，当前为{sharing_zh}。请让它的所有者或管理员与您共享。"
+
+    _ACTIONS_ZH: ClassVar[dict[str, str]] = {"read": "查看", "edit": "修改", "manage": "管理"}
+    _SHARING_ZH: ClassVar[dict[str, str]] = {"private": "私有", "read": "只读共享", "edit": "可编辑共享"}
+    _SHARING_EN: ClassVar[dict[str, str]] = {
+        "private": "private",
+        "read": "shared read-only",
+        "edit": "shared editable",
+    }
+
+    def __init__(self, *, action: str, name: str, owner: str, sharing: str) -> None:
+        super().__init__(
+            action=action,
+            action_zh=self._ACTIONS_ZH.get(action, action),
+            name=name,
+            owner=owner,
+            sharing=self._SHARING_EN.get(sharing, sharing),
+            sharing_zh=self._SHARING_ZH.get(sharing, sharing),
+        )
+
+
+class AdminOnly(AppError):
+    en = "Only an administrator may {what}. Ask whoever runs this app."
+    zh = "只有管理员可以{what_zh}。请联系本应用的管理员。"
+
+    _WHAT_ZH: ClassVar[dict[str, str]] = {
+        "download models": "下载模型",
+        "load or unload models": "加载或卸载模型",
+        "delete model files": "删除模型文件",
+        "change the model catalog": "修改模型目录",
+        "change settings": "修改设置",
+    }
+
+    def __init__(self, *, what: str) -> None:
+        super().__init__(what=what, what_zh=self._WHAT_ZH.get(what, what))

@@ -48,6 +48,18 @@ class Settings(BaseSettings):
         '{"https://api.example.com": "EXAMPLE_API_KEY"}. A key is sent only to the server it is listed for; '
         "no other variable is ever read for one.",
     )
+    auth: Literal["none", "users", "oidc"] = Field(
+        "none",
+        description="Logins. 'none': no logins, one person on this machine (the default). 'users': the built-in "
+        "user list, [kba_users.NAME] tables with password_hash and role in .streamlit/secrets.toml "
+        "(python -m core.users hash makes the lines). 'oidc': Streamlit's st.login with the OpenID Connect "
+        "provider configured in the [auth] table of .streamlit/secrets.toml.",
+    )
+    admins: list[str] = Field(
+        default_factory=list,
+        description="With KBA_AUTH=oidc: the e-mail addresses (or subject ids) of administrators, as JSON: "
+        '["alice@example.com"]; everyone else who logs in is a user.',
+    )
     git_tokens: dict[str, str | list[str]] = Field(
         default_factory=dict,
         description="Which environment variable holds the token (user:token, or a token alone) for which git "

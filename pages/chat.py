@@ -8,16 +8,17 @@ from core import chat
 from core.errors import AppError, NoModelLoaded
 from core.rag.answer import prepare_answer
 from ui import generation, keys
+from ui.auth import acting
 from ui.chat_view import (
     conversations_sidebar,
     current_conversation,
     render_message,
     settings_panel,
 )
-from ui.common import ensure_entry, plain, services, show_error, t
+from ui.common import ensure_entry, plain, show_error, t
 
 ensure_entry()
-app = services()
+app = acting()
 st.title(t("chat.title"))
 conversation = current_conversation(app)
 

@@ -4,11 +4,12 @@ import streamlit as st
 
 from core.errors import AppError
 from ui import keys
-from ui.common import ensure_entry, services, show_error, t
+from ui.auth import acting
+from ui.common import ensure_entry, show_error, t
 from ui.evaluate_view import compare, job_panel, question_set, settings_form, show_run
 
 ensure_entry()
-app = services()
+app = acting()
 st.title(t("eval.title"))
 st.write(t("eval.intro"))
 
@@ -16,9 +17,12 @@ names = [kb.name for kb in app.knowledge.all()]
 if not names:
     st.info(t("eval.none"))
     st.stop()
+if st.session_state.get(keys.EVAL_KB) not in names:  # a knowledge base this user may not see
+    st.session_state.pop(keys.EVAL_KB, None)
 kb = app.knowledge.get(st.selectbox(t("eval.kb"), names, key=keys.EVAL_KB))
 job = app.jobs.latest(f"kb:{kb.id}")
-busy = bool(job and job.active)
+# Runs follow their knowledge base's permissions: running one needs the right to edit it.
+busy = bool(job and job.active) or not app.can(kb, "edit")
 
 st.subheader(t("eval.set.header"))
 set_name, questions = question_set(app, kb, job)

@@ -3,11 +3,22 @@
 import streamlit as st
 
 from ui import keys
-from ui.common import ensure_entry, services, t
-from ui.knowledge_view import add_source, chunk_browser, create_form, health, job_panel, manage, overview, sources
+from ui.auth import acting
+from ui.common import ensure_entry, t
+from ui.knowledge_view import (
+    add_source,
+    chunk_browser,
+    create_form,
+    health,
+    job_panel,
+    manage,
+    overview,
+    sharing,
+    sources,
+)
 
 ensure_entry()
-app = services()
+app = acting()
 st.title(t("kb.title"))
 
 # A base created or renamed on the last run becomes the selection before the selectbox is drawn.
@@ -24,18 +35,29 @@ if not names:
     st.info(t("kb.none"))
     st.stop()
 
+# A name put into the session (a deep link, an old selection) that this user may not see is dropped;
+# app.knowledge.get checks again in core.
+if st.session_state.get(keys.KB_PICK) not in names:
+    st.session_state.pop(keys.KB_PICK, None)
 picked = st.selectbox(t("kb.pick"), names, key=keys.KB_PICK)
 kb = app.knowledge.get(picked)
+editable = app.can(kb, "edit")
 job = app.jobs.latest(f"kb:{kb.id}")
 busy = bool(job and job.active)
 health(app, kb, busy)
-manage(app, kb)
+if not app.user.is_local:
+    sharing(app, kb)
+if app.can(kb, "manage"):
+    manage(app, kb)
+elif not editable:
+    st.info(t("kb.readonly"), icon=":material/visibility:")
 
 st.subheader(t("kb.sources.header"))
-sources(app, kb, busy)
-with st.expander(t("kb.add.header"), expanded=not app.knowledge.sources(kb)):
-    add_source(app, kb, busy)
+sources(app, kb, busy or not editable)
+if editable:
+    with st.expander(t("kb.add.header"), expanded=not app.knowledge.sources(kb)):
+        add_source(app, kb, busy)
 job_panel(app, kb, job)
 
 st.subheader(t("kb.chunks.header"))
-chunk_browser(app, kb)
+chunk_browser(app, kb, editable)

@@ -5,12 +5,13 @@ import streamlit as st
 from core.errors import AppError
 from core.models import memory
 from ui import generation, keys
-from ui.common import ensure_entry, plain, services, show_error, t
+from ui.auth import acting
+from ui.common import ensure_entry, plain, show_error, t
 from ui.embedding_view import embedding_models
 from ui.models_view import add_model_form, catalog_table, delete_panel, download_panel, load_panel, resident_panel
 
 ensure_entry()
-app = services()
+app = acting()
 st.title(t("models.title"))
 
 usage = memory.in_use()
@@ -18,10 +19,17 @@ ram, gpu, _ = st.columns([1, 1, 3])
 ram.metric(t("models.memory.ram"), f"{usage['ram_gb']:.1f} GB")
 if "gpu_gb" in usage:
     gpu.metric(t("models.memory.gpu"), f"{usage['gpu_gb']:.1f} GB")
-resident_panel(app)
+admin = app.user.is_admin
+if admin:
+    resident_panel(app)
+elif app.models.current:
+    st.success(t("chat.model", name=app.models.current.spec.name))
 
 st.subheader(t("models.catalog"))
 spec = catalog_table(app, app.catalog.all())
+if not admin:  # the catalog, read-only: downloads, loading, servers and settings are for administrators
+    st.info(t("auth.models.readonly"), icon=":material/lock:")
+    st.stop()
 
 with st.container(border=True):
     st.markdown(f"**{spec.name}**")

@@ -2,13 +2,14 @@
 
 import streamlit as st
 
-from ui.common import ensure_entry, plain, services, t
+from ui.auth import acting
+from ui.common import ensure_entry, plain, t
 
 st.title(t("app.title"))
 st.write(t("start.intro"))
 
 ensure_entry()
-app = services()
+app = acting()
 loaded = app.models.current
 steps = [
     (

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from core.access import SHARINGS
 from core.credentials import address_without_credentials
 from core.errors import AppError
 from core.jobs import JobState
@@ -307,7 +308,29 @@ def _preview_result(kb: KnowledgeBase, r: dict) -> None:
             st.code(sample["text"], language=None, wrap_lines=True)
 
 
-def chunk_browser(app: Services, kb: KnowledgeBase) -> None:
+def sharing(app: Services, kb: KnowledgeBase) -> None:
+    """With logins on: who owns ``kb``, how it is shared, and (for its owner or an administrator) the switch."""
+    owner = kb.owner or t("kb.owner.nobody")
+    if not app.can(kb, "manage"):
+        st.caption(plain(t("kb.owner", owner=owner, sharing=t(f"kb.sharing.{kb.sharing}"))))
+        return
+    choice = st.segmented_control(
+        t("kb.sharing") + " · " + t("kb.owner", owner=owner, sharing="").rstrip(" ·"),
+        list(SHARINGS),
+        default=kb.sharing,
+        format_func=lambda s: t(f"kb.sharing.{s}"),
+        key=f"{keys.KB_SHARING}.{kb.id}",
+    )
+    if choice and choice != kb.sharing:
+        try:
+            app.knowledge.set_access(kb, kb.owner, choice)
+        except AppError as error:
+            show_error(error)
+        else:
+            st.rerun()
+
+
+def chunk_browser(app: Services, kb: KnowledgeBase, editable: bool = True) -> None:
     """Search and filter the stored chunks; read one with its neighbours; remove a file's chunks."""
     chunks = app.knowledge.chunk_table(kb)
     if chunks.empty:
@@ -345,7 +368,7 @@ def chunk_browser(app: Services, kb: KnowledgeBase) -> None:
     row = st.number_input(t("kb.chunks.pick"), 0, len(shown) - 1, 0, key=keys.KB_CHUNK_ROW)
     chunk = shown.iloc[int(row)]
     _show_chunk(chunks, chunk)
-    if st.button(t("kb.chunks.remove_file") + f" ({chunk['path']})", key=keys.KB_REMOVE_FILE):
+    if editable and st.button(t("kb.chunks.remove_file") + f" ({chunk['path']})", key=keys.KB_REMOVE_FILE):
         source = app.knowledge.records.source(chunk["source_id"])
         try:
             removed = app.knowledge.remove_file(kb, source, chunk["path"])

@@ -606,6 +606,53 @@ TEXT: dict[str, dict[str, str]] = {
     "time.s": {"en": "{n:.0f} s", "zh": "{n:.0f} 秒"},
     "time.min": {"en": "{n:.0f} min", "zh": "{n:.0f} 分钟"},
     "time.unknown": {"en": "unknown", "zh": "未知"},
+    # logins
+    "auth.header": {"en": "Log in", "zh": "登录"},
+    "auth.name": {"en": "User name", "zh": "用户名"},
+    "auth.password": {"en": "Password", "zh": "密码"},
+    "auth.submit": {"en": "Log in", "zh": "登录"},
+    "auth.failed": {"en": "Wrong user name or password.", "zh": "用户名或密码错误。"},
+    "auth.users.missing": {
+        "en": "Logins are on (KBA_AUTH=users) but no users are listed. Add [kba_users.NAME] tables to "
+        ".streamlit/secrets.toml (python -m core.users hash makes them) and restart the app.",
+        "zh": "已开启登录（KBA_AUTH=users），但没有列出任何用户。请在 .streamlit/secrets.toml 中添加 [kba_users.用户名] "
+        "（可用 python -m core.users hash 生成）后重启应用。",
+    },
+    "auth.users.bad": {
+        "en": "The user list in .streamlit/secrets.toml cannot be used: {detail}",
+        "zh": ".streamlit/secrets.toml 中的用户列表有误：{detail}",
+    },
+    "auth.oidc.intro": {
+        "en": "This app is shared: log in to see your knowledge bases and conversations.",
+        "zh": "本应用为多人共用：请登录以查看您的知识库和对话。",
+    },
+    "auth.oidc.button": {"en": "Log in", "zh": "登录"},
+    "auth.oidc.missing": {
+        "en": "Logins are on (KBA_AUTH=oidc) but .streamlit/secrets.toml has no [auth] table. Configure your "
+        "OpenID Connect provider there as Streamlit documents (redirect_uri, cookie_secret, client_id, "
+        "client_secret, server_metadata_url) and restart the app.",
+        "zh": "已开启登录（KBA_AUTH=oidc），但 .streamlit/secrets.toml 中没有 [auth] 表。请按 Streamlit 文档在其中配置 "
+        "OpenID Connect 提供方（redirect_uri、cookie_secret、client_id、client_secret、server_metadata_url）后重启应用。",
+    },
+    "auth.who": {"en": "Logged in as **{name}** ({role})", "zh": "当前用户：**{name}**（{role}）"},
+    "auth.role.admin": {"en": "administrator", "zh": "管理员"},
+    "auth.role.user": {"en": "user", "zh": "用户"},
+    "auth.logout": {"en": "Log out", "zh": "退出登录"},
+    "auth.models.readonly": {
+        "en": "Only administrators download, load and unload models, add model servers and change settings. "
+        "You can use the model that is loaded.",
+        "zh": "只有管理员可以下载、加载、卸载模型，添加模型服务和修改设置。您可以使用已加载的模型。",
+    },
+    "kb.sharing": {"en": "Sharing", "zh": "共享"},
+    "kb.sharing.private": {"en": "Private (only me)", "zh": "私有（仅自己）"},
+    "kb.sharing.read": {"en": "Shared, read-only", "zh": "共享，只读"},
+    "kb.sharing.edit": {"en": "Shared, editable", "zh": "共享，可编辑"},
+    "kb.owner": {"en": "Owner: {owner} · {sharing}", "zh": "所有者：{owner} · {sharing}"},
+    "kb.owner.nobody": {"en": "nobody (made before logins)", "zh": "无（开启登录前创建）"},
+    "kb.readonly": {
+        "en": "This knowledge base is shared with you read-only: you can search and chat with it, not change it.",
+        "zh": "此知识库以只读方式与您共享：可以检索和对话，但不能修改。",
+    },
 }
 
 

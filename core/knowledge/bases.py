@@ -99,16 +99,31 @@ class KnowledgeBases:
         """The write lock for an action someone waits on: given up after ``action_wait_s``."""
         return self.writing(kb, self.action_wait_s)
 
-    def create(self, name: str, embedding: str, splitter: SplitterSettings) -> KnowledgeBase:
-        """A new, empty knowledge base; raises if the name is invalid or taken."""
+    def create(
+        self, name: str, embedding: str, splitter: SplitterSettings, *, owner: str | None = None, sharing: str = "edit"
+    ) -> KnowledgeBase:
+        """A new, empty knowledge base; raises if the name is invalid or taken.
+
+        ``owner`` and ``sharing`` are for logins (:mod:`core.access`); without them it belongs to
+        nobody and is shared editable, as every knowledge base was before logins.
+        """
         name = check_name(name)
         self.embeddings.registry.get(embedding)
         if self.records.kb_by_name(name):
             raise KnowledgeBaseExists(name=name)
         now = time.time()
-        kb = KnowledgeBase(f"kb-{uuid.uuid4().hex[:16]}", name, embedding, dataclasses.asdict(splitter), now, now)
+        kb = KnowledgeBase(
+            f"kb-{uuid.uuid4().hex[:16]}", name, embedding, dataclasses.asdict(splitter), now, now, owner, sharing
+        )
         self.records.insert_kb(kb)
         return kb
+
+    def set_access(self, kb: KnowledgeBase, owner: str | None, sharing: str) -> KnowledgeBase:
+        """Give ``kb`` an owner (None: nobody) and a sharing (private, read or edit)."""
+        if sharing not in {"private", "read", "edit"}:
+            raise ValueError(f"sharing must be private, read or edit, not {sharing!r}")
+        self.records.set_kb_access(kb.id, owner, sharing)
+        return self.records.kb_by_id(kb.id) or kb
 
     def all(self) -> list[KnowledgeBase]:
         """Every knowledge base, by name."""

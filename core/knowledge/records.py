@@ -76,6 +76,11 @@ _ADDED_COLUMNS = [
     ("file", "splitter_version", "INTEGER NOT NULL DEFAULT 0"),
     ("chunk", "start_col", "INTEGER"),
     ("chunk", "end_col", "INTEGER"),
+    # Logins (core.access): who owns a knowledge base and how it is shared. Bases made before
+    # logins existed belong to nobody and stay shared editable, so turning logins on hides
+    # or locks nothing anyone had; an administrator can give them an owner later.
+    ("kb", "owner", "TEXT"),
+    ("kb", "sharing", "TEXT NOT NULL DEFAULT 'edit'"),
 ]
 
 
@@ -89,6 +94,8 @@ class KnowledgeBase:
     splitter: dict[str, Any]
     created: float
     updated: float
+    owner: str | None = None  # the user who made it; None: nobody (made with logins off)
+    sharing: str = "edit"  # private | read (shared read-only) | edit (shared editable)
 
     @property
     def collection(self) -> str:
@@ -203,8 +210,9 @@ class Records:
         """Add a knowledge-base row."""
         with self.connect() as db:
             db.execute(
-                "INSERT INTO kb VALUES (?, ?, ?, ?, ?, ?)",
-                (kb.id, kb.name, kb.embedding, json.dumps(kb.splitter), kb.created, kb.updated),
+                "INSERT INTO kb (id, name, embedding, splitter, created, updated, owner, sharing) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (kb.id, kb.name, kb.embedding, json.dumps(kb.splitter), kb.created, kb.updated, kb.owner, kb.sharing),
             )
             _create_keyword_index(db, kb.id)
 
@@ -230,6 +238,13 @@ class Records:
         """Change a knowledge base's display name."""
         with self.connect() as db:
             db.execute("UPDATE kb SET name = ?, updated = ? WHERE id = ?", (name, time.time(), kb_id))
+
+    def set_kb_access(self, kb_id: str, owner: str | None, sharing: str) -> None:
+        """Record who owns a knowledge base and how it is shared."""
+        with self.connect() as db:
+            db.execute(
+                "UPDATE kb SET owner = ?, sharing = ?, updated = ? WHERE id = ?", (owner, sharing, time.time(), kb_id)
+            )
 
     def delete_kb(self, kb_id: str) -> None:
         """Remove a knowledge base with its sources, files and chunks."""

@@ -53,12 +53,17 @@ def _free_port() -> int:
 @pytest.fixture
 def running_app(tmp_path):
     """The app served on 127.0.0.1 with a fresh data folder; its URL."""
+    yield from _serve(tmp_path)
+
+
+def _serve(tmp_path, extra_env=None, extra_args=()):
     port = _free_port()
     env = {**os.environ, "KBA_DATA_DIR": str(tmp_path / "data"), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    env.update(extra_env or {})
     streamlit = Path(sys.executable).with_name("streamlit")
     log = (tmp_path / "streamlit.log").open("w")
     process = subprocess.Popen(
-        [str(streamlit), "run", "Home.py", "--server.port", str(port), "--server.headless", "true"],
+        [str(streamlit), "run", "Home.py", "--server.port", str(port), "--server.headless", "true", *extra_args],
         cwd=ROOT,
         env=env,
         stdout=log,
@@ -80,6 +85,19 @@ def running_app(tmp_path):
         process.terminate()
         process.wait(timeout=30)
         log.close()
+
+
+@pytest.fixture
+def shared_app(tmp_path):
+    """The app with logins on (KBA_AUTH=users) and two users, alice and bob, in its own secrets file."""
+    from core.users import hash_password, secrets_entry
+
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text(
+        secrets_entry("alice", hash_password("alice-pw")) + "\n" + secrets_entry("bob", hash_password("bob-pw")),
+        encoding="utf-8",
+    )
+    yield from _serve(tmp_path, {"KBA_AUTH": "users"}, ("--secrets.files", str(secrets)))
 
 
 @pytest.fixture
@@ -206,3 +224,48 @@ def test_load_ingest_ask_and_read_the_sources_in_a_browser(chromium, running_app
     _shot(page, "5-chat-zh")
     page.get_by_role("link", name="知识库").click()  # the choice outlives a page change
     page.get_by_role("heading", name="知识库", exact=True).wait_for()
+
+
+def _log_in(page, url: str, name: str, password: str) -> None:
+    page.goto(url)
+    page.get_by_label("User name").fill(name)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Log in").click()
+
+
+def test_two_users_each_see_only_their_own_knowledge_bases(chromium, shared_app, browser):
+    alice = browser.new_page(viewport={"width": 1400, "height": 1000}, locale="en-US")
+    bob = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="en-US").new_page()
+    for page in (alice, bob):
+        page.set_default_timeout(30_000)
+    try:
+        _log_in(alice, shared_app, "alice", "wrong")
+        alice.get_by_text("Wrong user name or password.").wait_for()
+        assert alice.get_by_role("link", name="Knowledge").count() == 0  # no menu before logging in
+
+        alice.get_by_label("Password", exact=True).fill("alice-pw")
+        alice.get_by_role("button", name="Log in").click()
+        alice.get_by_text("Logged in as alice").wait_for()
+        alice.get_by_role("link", name="Knowledge").click()
+        alice.get_by_label("Name (any language)").fill("alice private")
+        alice.get_by_role("button", name="Create").click()
+        alice.get_by_text("Private (only me)").first.wait_for()
+        _shot(alice, "users-1-alice")
+
+        # bob's browser goes straight to the Knowledge page: first the login, then that page without alice's base
+        bob.goto(f"{shared_app}/knowledge")
+        bob.get_by_label("User name").wait_for()
+        assert bob.get_by_text("Knowledge bases").count() == 0
+        bob.get_by_label("User name").fill("bob")
+        bob.get_by_label("Password", exact=True).fill("bob-pw")
+        bob.get_by_role("button", name="Log in").click()
+        bob.get_by_text("Logged in as bob").wait_for()
+        bob.get_by_text("No knowledge base yet").wait_for()
+        assert bob.get_by_text("alice private").count() == 0
+        _shot(bob, "users-2-bob")
+
+        bob.get_by_role("button", name="Log out").click()
+        bob.get_by_label("User name").wait_for()
+    finally:
+        _shot(alice, "users-last-alice")
+        _shot(bob, "users-last-bob")
