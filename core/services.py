@@ -191,6 +191,19 @@ class Services:
 
         return self.jobs.submit("rebuild", f"kb:{kb.id}", kb.name, work)
 
+    def cancel_job(self, job_id: str) -> None:
+        """Cancel a job; one on a knowledge base only for a user who may edit that knowledge base,
+        so a read-only user cannot stop another user's ingestion.
+        """
+        job = self.jobs.get(job_id)
+        if job is None:
+            return
+        if job.target.startswith("kb:"):
+            kb = self._unscoped.knowledge.records.kb_by_id(job.target.removeprefix("kb:"))
+            if kb is not None:
+                self._may_edit(kb)
+        self.jobs.cancel(job_id)
+
     def _may_edit(self, kb: KnowledgeBase) -> None:
         """Jobs on a knowledge base (ingest, refresh, rebuild, preview, evaluate, draft) need
         the right to edit it.

@@ -6,8 +6,10 @@ from collections.abc import Callable
 
 import streamlit as st
 
+from core.errors import AppError
 from core.jobs import JobState
-from ui.common import services, t
+from ui.auth import current_user
+from ui.common import services, show_error, t
 
 
 def watch(
@@ -28,7 +30,12 @@ def watch(
         box = st.status(label, state="running", expanded=True)
         box.progress(job.fraction or 0.0, text=describe(job))
         if cancel_key and box.button(cancel_label or t("kb.ingest.cancel"), key=cancel_key):
-            services().jobs.cancel(job_id)
+            user = current_user()
+            try:
+                if user is not None:
+                    services().as_user(user).cancel_job(job_id)
+            except AppError as error:
+                show_error(error)
 
     panel()
 

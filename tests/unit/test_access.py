@@ -176,3 +176,20 @@ def test_bases_made_before_logins_belong_to_nobody_and_stay_shared_editable(tmp_
     old = Records(path).kb_by_id("kb-old")
     assert (old.owner, old.sharing) == (None, "edit")
     assert access.allowed(OTHER, old, "edit") and not access.allowed(OTHER, old, "manage")
+
+
+def test_only_a_user_who_may_edit_a_knowledge_base_cancels_its_job(app):
+    mine = app.as_user(OWNER).knowledge.create("alice notes", EMBEDDING, SplitterSettings())
+    app.knowledge.set_access(mine, owner="alice", sharing="read")
+
+    def work(ctx):
+        while True:
+            ctx.check_cancelled()
+            time.sleep(0.02)
+
+    job = app.jobs.submit("ingest", f"kb:{mine.id}", mine.name, work)
+    with pytest.raises(NotPermitted):
+        app.as_user(OTHER).cancel_job(job.id)  # may read it, not stop it
+    assert app.jobs.get(job.id).active
+    app.as_user(OWNER).cancel_job(job.id)
+    assert app.jobs.wait(job.id).status == "cancelled"
