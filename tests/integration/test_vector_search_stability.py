@@ -37,6 +37,9 @@ def test_two_processes_get_the_same_top_ten(tmp_path):
     del client, found
     first, second = _lists(tmp_path), _lists(tmp_path)
     assert first == second
-    assert vectors.collection(chromadb.PersistentClient(path=str(tmp_path)), "kb-1", "m").configuration["hnsw"][
-        "ef_search"
-    ] >= vectors.EF_SEARCH
+    assert (
+        vectors.collection(chromadb.PersistentClient(path=str(tmp_path)), "kb-1", "m").configuration["hnsw"][
+            "ef_search"
+        ]
+        >= vectors.EF_SEARCH
+    )

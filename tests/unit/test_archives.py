@@ -8,14 +8,7 @@ import pytest
 from core.app_files import LEDGER
 from core.errors import ArchiveRefused
 from core.knowledge.archives import SkippedEntry, extract_zip, save_upload
-
-
-def _zip(entries: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression) as zf:
-        for name, data in entries.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
+from tests.documents import zip_of
 
 
 def _patch(data: bytes, name: str, flags: int | None = None, method: int | None = None, size: int | None = None):
@@ -42,7 +35,7 @@ def _tree(root):
 def test_nested_files_extract(tmp_path, files):
     archive = tmp_path / "docs.zip"
     archive.write_bytes(
-        _zip(
+        zip_of(
             {
                 "README.md": b"# Docs\n",
                 "guide/": b"",
@@ -62,7 +55,7 @@ def test_nested_files_extract(tmp_path, files):
 
 
 def test_entries_pointing_outside_and_links_are_refused_and_listed(tmp_path, files):
-    data = _zip(
+    data = zip_of(
         {
             "ok.txt": b"fine",
             "../evil.txt": b"x",
@@ -98,7 +91,7 @@ def test_a_link_already_in_the_target_does_not_carry_files_elsewhere(tmp_path, f
     elsewhere.mkdir()
     (dest / "docs").symlink_to(elsewhere)
 
-    skipped = extract_zip(_zip({"docs/x.txt": b"x", "y.txt": b"y"}), dest, files=files)
+    skipped = extract_zip(zip_of({"docs/x.txt": b"x", "y.txt": b"y"}), dest, files=files)
 
     assert skipped == [SkippedEntry("docs/x.txt", "outside_target")]
     assert list(elsewhere.iterdir()) == []
@@ -106,7 +99,7 @@ def test_a_link_already_in_the_target_does_not_carry_files_elsewhere(tmp_path, f
 
 
 def test_encrypted_and_unsupported_entries_are_listed(tmp_path, files):
-    data = _zip({"secret.txt": b"s", "deflate64.txt": b"d", "plain.txt": b"p"})
+    data = zip_of({"secret.txt": b"s", "deflate64.txt": b"d", "plain.txt": b"p"})
     data = _patch(_patch(data, "secret.txt", flags=0x1), "deflate64.txt", method=9)
 
     skipped = extract_zip(data, tmp_path / "out", files=files)
@@ -131,18 +124,18 @@ def test_a_zip_bomb_is_refused_before_anything_is_written(tmp_path, files):
 
 def test_declared_sizes_over_the_limit_are_refused(tmp_path, files):
     # Headers that claim 600 MB: the central directory is checked before anything is inflated.
-    data = _patch(_zip({"big.txt": b"x" * 1000}), "big.txt", size=600_000_000)
+    data = _patch(zip_of({"big.txt": b"x" * 1000}), "big.txt", size=600_000_000)
     with pytest.raises(ArchiveRefused) as caught:
         extract_zip(data, tmp_path / "out", files=files)
     assert "600.0 MB, more than the 500.0 MB allowed" in str(caught.value)
 
     with pytest.raises(ArchiveRefused, match="it would unpack to"):
-        extract_zip(_zip({"a.txt": b"a" * 30, "b.txt": b"b" * 30}), tmp_path / "out", max_total_bytes=50, files=files)
+        extract_zip(zip_of({"a.txt": b"a" * 30, "b.txt": b"b" * 30}), tmp_path / "out", max_total_bytes=50, files=files)
     assert _tree(tmp_path) == []
 
 
 def test_a_member_larger_than_declared_is_refused_as_damaged_and_nothing_is_kept(tmp_path, files):
-    data = _patch(_zip({"first.txt": b"fine", "liar.txt": b"y" * 100_000}), "liar.txt", size=10)
+    data = _patch(zip_of({"first.txt": b"fine", "liar.txt": b"y" * 100_000}), "liar.txt", size=10)
     dest = tmp_path / "out"
 
     with pytest.raises(ArchiveRefused) as caught:
@@ -154,7 +147,7 @@ def test_a_member_larger_than_declared_is_refused_as_damaged_and_nothing_is_kept
 
 def test_extraction_stops_at_the_declared_size_even_if_zipfile_did_not(tmp_path, monkeypatch, files):
     # zipfile cuts a member at its declared size today (then fails its CRC); the guard must not rely on that.
-    data = _zip({"a.txt": b"12345"})
+    data = zip_of({"a.txt": b"12345"})
     monkeypatch.setattr(zipfile.ZipFile, "open", lambda self, info: io.BytesIO(b"x" * 10_000))
     with pytest.raises(ArchiveRefused, match="holds more data than its header declares"):
         extract_zip(data, tmp_path / "out", files=files)
@@ -163,20 +156,20 @@ def test_extraction_stops_at_the_declared_size_even_if_zipfile_did_not(tmp_path,
 
 def test_too_many_files_are_refused(tmp_path, files):
     with pytest.raises(ArchiveRefused, match="holds 30 entries, more than the 10 allowed"):
-        extract_zip(_zip({f"f{i}.txt": b"x" for i in range(30)}), tmp_path / "out", max_files=10, files=files)
+        extract_zip(zip_of({f"f{i}.txt": b"x" for i in range(30)}), tmp_path / "out", max_files=10, files=files)
     assert _tree(tmp_path) == []
 
 
 def test_a_file_and_a_folder_of_the_same_name_leave_the_target_untouched(tmp_path, files):
     with pytest.raises(ArchiveRefused, match="could not be written"):
-        extract_zip(_zip({"a": b"file", "a/b.txt": b"inside"}), tmp_path / "out", files=files)
+        extract_zip(zip_of({"a": b"file", "a/b.txt": b"inside"}), tmp_path / "out", files=files)
     assert _tree(tmp_path) == []
 
 
 def test_gbk_names_from_chinese_windows_are_decoded(tmp_path, files):
     # zipfile only writes UTF-8 names, so ASCII stand-ins of the same length are swapped for GBK bytes.
     names = {name: letter * len(name.encode("gbk")) for name, letter in (("资料/说明.txt", b"A"), ("笔记.md", b"B"))}
-    data = _zip({placeholder.decode(): name.encode("utf-8") for name, placeholder in names.items()})
+    data = zip_of({placeholder.decode(): name.encode("utf-8") for name, placeholder in names.items()})
     for name, placeholder in names.items():
         data = data.replace(placeholder, name.encode("gbk"))
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
@@ -188,7 +181,7 @@ def test_gbk_names_from_chinese_windows_are_decoded(tmp_path, files):
     assert (tmp_path / "out" / "笔记.md").read_text(encoding="utf-8") == "笔记.md"
 
 
-@pytest.mark.parametrize("data", [b"", b"not a zip at all", _zip({"a.txt": b"a" * 5000})[:-30]])
+@pytest.mark.parametrize("data", [b"", b"not a zip at all", zip_of({"a.txt": b"a" * 5000})[:-30]])
 def test_garbage_or_truncated_archives_are_refused(tmp_path, data, files):
     with pytest.raises(ArchiveRefused, match="not a zip file"):
         extract_zip(data, tmp_path / "out", files=files)

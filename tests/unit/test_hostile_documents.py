@@ -34,6 +34,7 @@ from core.knowledge.archives import extract_zip
 from core.knowledge.loaders import LoadedDocument, OverBudget, ReaderFailed, load
 from core.knowledge.reading import UnreadableText
 from core.knowledge.scanning import scan_folder
+from tests.documents import pdf_file, zip_of
 
 # While fuzzing, a file that hangs shows within this budget instead of the app's two minutes.
 FUZZ_SECONDS = 10.0
@@ -73,20 +74,7 @@ def _text_pdf(*pages: list[str], extra: str = "") -> bytes:
         )
         kids.append(f"{len(objects)} 0 R")
     objects[1] = f"<< /Type /Pages /Kids [{' '.join(kids)}] /Count {len(kids)} >>"
-    return _pdf_file(objects)
-
-
-def _pdf_file(objects: list[str]) -> bytes:
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += f"{number} 0 obj\n{body}\nendobj\n".encode("latin-1")
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    out += "".join(f"{offset:010d} 00000 n \n" for offset in offsets).encode()
-    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-    return bytes(out)
+    return pdf_file(objects)
 
 
 def _pypdf_seed() -> bytes:
@@ -112,15 +100,7 @@ def _docx_seed(compression: int) -> bytes:
     full = io.BytesIO()
     document.save(full)
     keep = ("[Content_Types].xml", "_rels/.rels", "word/document.xml", "word/_rels/document.xml.rels")
-    return _zip({name: zipfile.ZipFile(full).read(name) for name in keep}, compression)
-
-
-def _zip(entries: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", compression) as zf:
-        for name, data in entries.items():
-            zf.writestr(name, data)
-    return out.getvalue()
+    return zip_of({name: zipfile.ZipFile(full).read(name) for name in keep}, compression)
 
 
 NOTEBOOK = json.dumps(
@@ -256,10 +236,10 @@ def test_random_bytes_are_read_or_skipped_with_a_reason(name, data):
 # --- fuzz: the zip reader -----------------------------------------------------------------------
 
 ZIP_SEEDS = {
-    "deflated": _zip({"README.md": b"# Docs\n" * 20, "guide/": b"", "guide/install.md": b"pip install x\n" * 10}),
-    "stored": _zip({"课程/笔记.md": "笔记".encode(), "a.txt": b"abc"}, zipfile.ZIP_STORED),
-    "bzip2": _zip({"a.md": b"bzip2 " * 50}, zipfile.ZIP_BZIP2),
-    "lzma": _zip({"a.md": b"lzma " * 50}, zipfile.ZIP_LZMA),
+    "deflated": zip_of({"README.md": b"# Docs\n" * 20, "guide/": b"", "guide/install.md": b"pip install x\n" * 10}),
+    "stored": zip_of({"课程/笔记.md": "笔记".encode(), "a.txt": b"abc"}, zipfile.ZIP_STORED),
+    "bzip2": zip_of({"a.md": b"bzip2 " * 50}, zipfile.ZIP_BZIP2),
+    "lzma": zip_of({"a.md": b"lzma " * 50}, zipfile.ZIP_LZMA),
 }
 
 
@@ -318,7 +298,7 @@ def _content_bomb_pdf() -> bytes:
 
 def _docx_with(document_xml: bytes, compression: int = zipfile.ZIP_DEFLATED) -> bytes:
     parts = {name: zipfile.ZipFile(io.BytesIO(SEEDS["stored.docx"])).read(name) for name in _DOCX_PARTS}
-    return _zip({**parts, "word/document.xml": document_xml}, compression)
+    return zip_of({**parts, "word/document.xml": document_xml}, compression)
 
 
 _DOCX_PARTS = ("[Content_Types].xml", "_rels/.rels", "word/_rels/document.xml.rels")
@@ -504,16 +484,16 @@ def _declaring(data: bytes, size: int) -> bytes:
 
 
 ZIP_BOMBS = {
-    "zip-100MB-of-zeros": (lambda: _zip({"zeros.md": bytes(100_000_000)}), "compressed 1\\d{2,3} to 1"),
+    "zip-100MB-of-zeros": (lambda: zip_of({"zeros.md": bytes(100_000_000)}), "compressed 1\\d{2,3} to 1"),
     "zip-entry-declaring-4GB": (
-        lambda: _declaring(_zip({"big.md": bytes(1000)}), 0xFFFFFFFE),
+        lambda: _declaring(zip_of({"big.md": bytes(1000)}), 0xFFFFFFFE),
         r"would unpack to 4295\.0 MB",
     ),
     "zip-entry-declaring-less-than-it-holds": (
-        lambda: _declaring(_zip({"small.md": b"x" * 5000}), 100),
+        lambda: _declaring(zip_of({"small.md": b"x" * 5000}), 100),
         "damaged|more data than its header declares",
     ),
-    "zip-20001-entries": (lambda: _zip({f"{i}.md": b"" for i in range(20_001)}), "20001 entries"),
+    "zip-20001-entries": (lambda: zip_of({f"{i}.md": b"" for i in range(20_001)}), "20001 entries"),
 }
 
 
@@ -529,9 +509,9 @@ def test_zip_bombs_are_refused_before_anything_is_written(case):
 
 
 def test_nested_zips_are_stored_as_files_and_never_opened(tmp_path):
-    inner = _zip({"zeros.md": bytes(10_000_000)})  # a bomb one level down
+    inner = zip_of({"zeros.md": bytes(10_000_000)})  # a bomb one level down
     for level in range(3):
-        inner = _zip({f"level{level}.zip": inner, f"notes{level}.md": b"# n\n"})
+        inner = zip_of({f"level{level}.zip": inner, f"notes{level}.md": b"# n\n"})
     started = time.monotonic()
     assert extract_zip(inner, tmp_path / "out", files=AppFiles(tmp_path)) == []
     _report("zip-nested-3-deep-with-a-10MB-bomb-inside", len(inner), "extracted", "", time.monotonic() - started)

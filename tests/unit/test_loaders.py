@@ -10,6 +10,7 @@ from pypdf import PdfReader, PdfWriter
 
 from core.knowledge.loaders import SUPPORTED_SUFFIXES, UnsupportedFile, load
 from core.knowledge.reading import CODE_SUFFIXES, TEXT_SUFFIXES, UnreadableText
+from tests.documents import pdf_file
 
 
 def _pdf(*pages):
@@ -28,16 +29,7 @@ def _pdf(*pages):
         )
         kids.append(f"{len(objects)} 0 R")
     objects[1] = f"<< /Type /Pages /Kids [{' '.join(kids)}] /Count {len(kids)} >>"
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += f"{number} 0 obj\n{body}\nendobj\n".encode("latin-1")
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    out += "".join(f"{offset:010d} 00000 n \n" for offset in offsets).encode()
-    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-    return bytes(out)
+    return pdf_file(objects)
 
 
 def _write(tmp_path, name, data):
