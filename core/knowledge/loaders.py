@@ -10,32 +10,21 @@ runs a parser is read within a time and memory budget: see "Per-file budget" bel
 
 from __future__ import annotations
 
-import atexit
 import codecs
-import contextlib
 import csv
 import dataclasses
 import functools
 import io
 import json
-import logging
-import os
-import queue
 import re
-import struct
-import subprocess
-import sys
-import threading
-import time
-import warnings
-import weakref
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING
 
 from langchain_text_splitters import Language
 
+from core.knowledge.reader_process import OverBudget, read_in_worker
 from core.knowledge.reading import CODE_SUFFIXES, DATA_SUFFIXES, DOC_SUFFIXES, TEXT_SUFFIXES, UnreadableText, decode
 
 if TYPE_CHECKING:
@@ -53,18 +42,6 @@ class LoadedDocument:
 
 class UnsupportedFile(ValueError):
     """The file's type is not one :func:`load` reads."""
-
-
-class OverBudget(UnreadableText):
-    """Reading the file would take more time or memory than one file is allowed (see READ_SECONDS)."""
-
-
-class ReaderFailed(UnreadableText):
-    """A parser failed in an unforeseen way (a bug, or a crash in a library); the file is skipped."""
-
-
-log = logging.getLogger(__name__)
-_ROOT = Path(__file__).resolve().parents[2]  # the folder holding the ``core`` package
 
 
 _DOC_KINDS = {".md": "markdown", ".markdown": "markdown", ".rst": "rst"}
@@ -109,7 +86,7 @@ _PLAIN_NAMES = {"README": "text", "LICENSE": "text", "Makefile": "code", "Docker
 #
 # Notebooks, HTML, PDF, Word and CSV run a parser (json, BeautifulSoup + markdownify, pypdf,
 # mammoth, csv) that a hostile file can keep busy, or make allocate, far beyond its size. They are
-# read in a worker process (see _Worker), because only a process can be stopped from outside:
+# read in a worker process (core/knowledge/reader_process.py): only a process can be stopped from outside:
 #   - time: this side waits READ_SECONDS for the answer, then kills the worker;
 #   - memory: on Linux the worker caps its own address space (RLIMIT_AS) at its size after start-up
 #     plus READ_MEMORY_MB, so a parser that asks for more gets a MemoryError instead of the machine's
@@ -390,228 +367,9 @@ _READERS: dict[str, Callable[[bytes], LoadedDocument]] = {
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | frozenset(_READERS)
 
 
-# --- the worker process ---------------------------------------------------------------------------
-
-# Waiting for a new worker (a Python start and the parsers' imports: about a second) is not the
-# file's time; a worker that does not even start in this long will not.
-_START_SECONDS = 60.0
-# Workers kept between files: one per thread reading at the same time, up to this many.
-_MAX_IDLE_WORKERS = 2
-# After a worker failed to start, files are skipped at once for this long before trying again.
-_RETRY_START_SECONDS = 30.0
-_idle: list[_Worker] = []
-_idle_lock = threading.Lock()
-_all_workers: weakref.WeakSet[_Worker] = weakref.WeakSet()
-_no_workers_until = 0.0
-_start_failure = ""
-_HEADER = struct.Struct(">Q")
-# A plain ``python -c``: multiprocessing's spawn would run the caller's main script again in the
-# child, which breaks any script without an ``if __name__ == "__main__"`` guard.
-_WORKER_CODE = "import sys; from core.knowledge.loaders import _serve; _serve(int(sys.argv[1]), int(sys.argv[2]))"
-
-
-class _Worker:
-    """A process that reads documents sent to it on its stdin, within READ_MEMORY_MB.
-
-    Messages are length-prefixed frames: in, the suffix then the bytes; out, one JSON object.
-    A thread reads the answers, so that waiting for one can time out on every system.
-    """
-
-    def __init__(self, memory_mb: int) -> None:
-        self.memory_mb = memory_mb
-        path = os.pathsep.join([str(_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
-        self._process = subprocess.Popen(
-            [sys.executable, "-c", _WORKER_CODE, str(memory_mb), str(os.getpid())],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": path},
-            creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),
-        )
-        self._replies: queue.Queue[dict | None] = queue.Queue()
-        _all_workers.add(self)
-        threading.Thread(target=self._receive, name="document-reader-replies", daemon=True).start()
-        try:
-            reply = self._replies.get(timeout=_START_SECONDS)
-        except queue.Empty:
-            reply = {"status": "silent"}
-        if reply != {"status": "ready"}:
-            self.close()
-            ended = f"it ended with code {self._process.returncode}"
-            raise OSError(f"no answer in {_START_SECONDS:g} s" if reply else ended)
-
-    def alive(self) -> bool:
-        return self._process.poll() is None
-
-    def read(self, suffix: str, data: bytes, seconds: float) -> LoadedDocument:
-        try:
-            _send(self._process.stdin, suffix.encode(), data)
-        except OSError:
-            reply = None  # it died before
-        else:
-            try:
-                reply = self._replies.get(timeout=seconds)
-            except queue.Empty:
-                self.close()
-                raise OverBudget(f"took longer than {seconds:g} s to read") from None
-        if reply is None:  # killed by the system, or a crash inside a C library
-            self.close()
-            raise ReaderFailed(
-                f"the reader stopped while reading it (it may have needed more than {self.memory_mb} MB)"
-            )
-        status = reply["status"]
-        if status == "ok":
-            return LoadedDocument(reply["text"], reply["kind"], reply["language"])
-        if status == "memory":
-            self.close()  # its heap may stay fragmented: start afresh
-            raise OverBudget(f"needed more than {self.memory_mb} MB to read")
-        if status == "unreadable":
-            raise UnreadableText(reply["reason"])
-        raise ReaderFailed(reply["reason"])
-
-    def close(self) -> None:
-        if self.alive():
-            self._process.kill()
-        self._process.wait()
-        for pipe in (self._process.stdin, self._process.stdout):
-            with contextlib.suppress(OSError):
-                pipe.close()
-
-    def _receive(self) -> None:
-        try:
-            while (frame := _receive_frame(self._process.stdout)) is not None:
-                self._replies.put(json.loads(frame))
-        except (OSError, ValueError):
-            pass
-        self._replies.put(None)  # end of the pipe: the process ended
-
-
-def _send(pipe: BinaryIO, *frames: bytes) -> None:
-    for frame in frames:
-        pipe.write(_HEADER.pack(len(frame)))
-        pipe.write(frame)
-    pipe.flush()
-
-
-def _receive_frame(pipe: BinaryIO) -> bytes | None:
-    header = pipe.read(_HEADER.size)
-    if len(header) < _HEADER.size:
-        return None
-    (size,) = _HEADER.unpack(header)
-    frame = pipe.read(size)
-    return frame if len(frame) == size else None
-
-
-def _serve(memory_mb: int, app_pid: int) -> None:
-    """The worker's loop (see :class:`_Worker`); runs until its stdin closes or the app ends."""
-    if sys.platform != "win32":
-        threading.Thread(target=_exit_with, args=(app_pid,), name="document-reader-watch", daemon=True).start()
-    # Libraries that print would corrupt the frames: the answers get stdout's pipe to themselves.
-    replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    os.dup2(sys.stderr.fileno() if sys.stderr else os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    requests = sys.stdin.buffer
-    # What went wrong comes back as the reason; pypdf's notes on repairs and bs4's warnings would
-    # only fill the app's console.
-    logging.getLogger("pypdf").setLevel(logging.ERROR)
-    warnings.simplefilter("ignore")
-    # Imported before the limit is set, so that the budget is the file's alone.
-    import bs4
-    import mammoth
-    import markdownify
-    import pypdf
-    from charset_normalizer import from_bytes
-
-    del bs4, mammoth, markdownify, pypdf, from_bytes
-    _limit_memory(memory_mb)
-    _answer(replies, {"status": "ready"})
-    while True:
-        suffix = _receive_frame(requests)
-        data = _receive_frame(requests)
-        if suffix is None or data is None:
-            return  # the app closed the pipe, or ended
-        try:
-            document = _READERS[suffix.decode()](data)
-            reply = {"status": "ok", **dataclasses.asdict(document)}
-        except MemoryError:
-            reply = {"status": "memory"}
-        except UnreadableText as exc:
-            reply = {"status": "unreadable", "reason": str(exc)}
-        except Exception as exc:  # noqa: BLE001 - any parser failure skips the file, saying what happened
-            reply = {
-                "status": "failed",
-                "reason": f"the {suffix.decode()} reader failed: {type(exc).__name__}: {exc}"[:500],
-            }
-        del data
-        try:
-            _answer(replies, reply)
-        except MemoryError:  # the text itself is too large to send
-            reply = None  # freed first
-            _answer(replies, {"status": "memory"})
-
-
-def _exit_with(app_pid: int) -> None:
-    # The app kills its workers when it exits; if it was killed itself, a worker busy with a file
-    # that never ends would run on alone. An orphan gets a new parent: then it exits too.
-    while os.getppid() == app_pid:
-        time.sleep(1)
-    os._exit(1)
-
-
-@atexit.register
-def _close_workers() -> None:
-    for worker in list(_all_workers):
-        worker.close()
-
-
-def _answer(pipe: BinaryIO, reply: dict) -> None:
-    _send(pipe, json.dumps(reply, ensure_ascii=False).encode())
-
-
-def _limit_memory(megabytes: int) -> None:
-    if sys.platform != "linux":
-        return  # see "Per-file budget" above
-    import resource
-
-    with open("/proc/self/statm", encoding="ascii") as statm:
-        size = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-    _, hard = resource.getrlimit(resource.RLIMIT_AS)
-    limit = size + megabytes * 1024 * 1024
-    if hard != resource.RLIM_INFINITY:
-        limit = min(limit, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-
-
-def _read_in_worker(suffix: str, data: bytes) -> LoadedDocument:
-    global _no_workers_until, _start_failure
-    worker = None
-    with _idle_lock:
-        while _idle and worker is None:
-            candidate = _idle.pop()
-            if candidate.memory_mb == READ_MEMORY_MB and candidate.alive():
-                worker = candidate
-            else:
-                candidate.close()
-    if worker is None:
-        # Without a worker there is no budget, and a hostile file could stall the app: such files
-        # are skipped, saying why, rather than read here.
-        if time.monotonic() < _no_workers_until:
-            raise ReaderFailed(_start_failure)
-        try:
-            worker = _Worker(READ_MEMORY_MB)
-        except OSError as exc:
-            _start_failure = f"the document reader process could not start: {exc.strerror or exc}"
-            _no_workers_until = time.monotonic() + _RETRY_START_SECONDS
-            log.warning("%s; %s files are skipped", _start_failure, ", ".join(sorted(_READERS)))
-            raise ReaderFailed(_start_failure) from None
-    try:
-        return worker.read(suffix, data, READ_SECONDS)
-    finally:
-        if worker.alive():
-            with _idle_lock:
-                keep = len(_idle) < _MAX_IDLE_WORKERS
-                if keep:
-                    _idle.append(worker)
-            if not keep:
-                worker.close()
+def parse(suffix: str, data: bytes) -> dict:
+    """What the reader process runs for one file: the parser of ``suffix``, as a plain dict."""
+    return dataclasses.asdict(_READERS[suffix](data))
 
 
 def load(path: Path, data: bytes | None = None) -> LoadedDocument:
@@ -630,7 +388,7 @@ def load(path: Path, data: bytes | None = None) -> LoadedDocument:
     if data is None:
         data = path.read_bytes()
     if suffix in _READERS:
-        return _read_in_worker(suffix, data)
+        return LoadedDocument(**read_in_worker(suffix, data, READ_MEMORY_MB, READ_SECONDS))
     if suffix in CODE_SUFFIXES:
         language = _CODE_LANGUAGES.get(suffix)
         return _plain(data, "code", language.value if language else None)

@@ -28,10 +28,11 @@ from pypdf import PdfReader, PdfWriter
 
 from core.app_files import LEDGER, AppFiles
 from core.errors import ArchiveRefused
-from core.knowledge import loaders
+from core.knowledge import loaders, reader_process
 from core.knowledge.archives import SKIP_REASONS as ENTRY_SKIP_REASONS
 from core.knowledge.archives import extract_zip
-from core.knowledge.loaders import LoadedDocument, OverBudget, ReaderFailed, load
+from core.knowledge.loaders import LoadedDocument, load
+from core.knowledge.reader_process import OverBudget, ReaderFailed
 from core.knowledge.reading import UnreadableText
 from core.knowledge.scanning import scan_folder
 from tests.documents import pdf_file, zip_of
@@ -437,11 +438,11 @@ def test_a_file_over_the_memory_budget_is_skipped_and_the_next_one_read(case, mo
 def test_a_reader_that_dies_skips_the_file_and_the_next_one_is_read(monkeypatch):
     monkeypatch.setattr(loaders, "READ_SECONDS", 60.0)
     load(Path("warm.pdf"), SEEDS["plain.pdf"])  # leaves a started worker waiting
-    worker = loaders._idle[-1]
+    worker = reader_process._idle[-1]
     outcome: list[BaseException | None] = []
     reading = threading.Thread(target=lambda: outcome.append(_raised(load, Path("slow.pdf"), _same_page_pdf(50_000))))
     reading.start()
-    while worker in loaders._idle:
+    while worker in reader_process._idle:
         time.sleep(0.05)
     time.sleep(0.5)  # the file is on its way
     worker._process.kill()  # as the system's out-of-memory killer would
@@ -462,13 +463,13 @@ def test_documents_are_skipped_with_a_reason_when_no_worker_starts(monkeypatch):
     def no_process(memory_mb):
         raise OSError("cannot start processes here")
 
-    monkeypatch.setattr(loaders, "_Worker", no_process)
-    monkeypatch.setattr(loaders, "_idle", [])
-    monkeypatch.setattr(loaders, "_no_workers_until", 0.0)
+    monkeypatch.setattr(reader_process, "_Worker", no_process)
+    monkeypatch.setattr(reader_process, "_idle", [])
+    monkeypatch.setattr(reader_process, "_no_workers_until", 0.0)
     for _ in range(2):  # the second without trying again
         with pytest.raises(ReaderFailed, match="the document reader process could not start: cannot start processes"):
             load(Path("a.pdf"), SEEDS["plain.pdf"])
-    assert loaders._no_workers_until > time.monotonic()
+    assert reader_process._no_workers_until > time.monotonic()
     assert load(Path("a.md"), SEEDS["notes.md"]).kind == "markdown"  # plain text needs no worker
 
 
