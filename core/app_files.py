@@ -31,7 +31,7 @@ import sqlite3
 import time
 import unicodedata
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from core.errors import NotAppCreated, OutsideFolder
@@ -144,6 +144,20 @@ class AppFiles:
         """A new, claimed, empty folder in ``parent`` for work in progress."""
         # The random part first: a long prefix is cut short, and must not cut the part that makes it new.
         return self.make_dir(inside(parent, f".{uuid.uuid4().hex[:12]}-{prefix}"))
+
+    def replace_folder(self, folder: Path, write: Callable[[Path], None]) -> Path:
+        """Make ``folder`` (the app's) anew: ``write`` fills a new folder beside it, which then
+        replaces ``folder`` whole, so a crash never leaves a half-written folder at its name.
+        """
+        partial = self.scratch_dir(folder.parent, f"{folder.name}.partial")
+        try:
+            write(partial)
+            self.remove(folder)
+            self.claim(folder)
+            os.replace(partial, folder)
+        finally:
+            self.remove(partial)
+        return folder
 
     def is_owned(self, path: Path) -> bool:
         """Whether :meth:`remove` would delete ``path``."""

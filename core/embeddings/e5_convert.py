@@ -588,28 +588,20 @@ def ensure_converted(folder: Path, source: Path | None = None, files: AppFiles |
         if is_converted(folder, source):
             return folder
         folder.parent.mkdir(parents=True, exist_ok=True)
+
+        def write(partial: Path) -> None:
+            write_folder(read_e5_file(source.read_bytes()), partial)
+            _write_json(partial / MARKER, {**expected_marker(source), "package_version": _package_version()})
+
         if files is not None:
-            partial = files.scratch_dir(folder.parent, f"{folder.name}.partial")
+            files.replace_folder(folder, write)
         else:
             partial = folder.parent / f".{uuid.uuid4().hex[:12]}-{folder.name}.partial"
             partial.mkdir()
-        try:
-            with source.open("rb") as handle:
-                data = handle.read()
-            e5 = read_e5_file(data)
-            write_folder(e5, partial)
-            _write_json(partial / MARKER, {**expected_marker(source), "package_version": _package_version()})
+            write(partial)
             if os.path.lexists(folder):
-                if files is not None:
-                    files.remove(folder)
-                else:
-                    os.replace(folder, folder.parent / f".{uuid.uuid4().hex[:12]}-{folder.name}.old")
-            if files is not None:
-                files.claim(folder)
+                os.replace(folder, folder.parent / f".{uuid.uuid4().hex[:12]}-{folder.name}.old")
             os.replace(partial, folder)
-        finally:
-            if files is not None and os.path.lexists(partial):
-                files.remove(partial)
         log.info("converted %s into %s", source, folder)
         return folder
 

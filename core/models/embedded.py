@@ -7,7 +7,6 @@ every later load reads that folder.
 
 from __future__ import annotations
 
-import os
 import threading
 from importlib import metadata
 from pathlib import Path
@@ -63,14 +62,9 @@ def convert(source: Path, folder: Path, files: AppFiles, dtype: str | None = Non
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    # Write beside the target and rename, so a crash never leaves a half-written model.
-    partial = files.scratch_dir(folder.parent, f"{folder.name}.partial")
-    try:
+
+    def write(partial: Path) -> None:
         model.save_pretrained(partial)
         tokenizer.save_pretrained(partial)
-        files.remove(folder)
-        files.claim(folder)
-        os.replace(partial, folder)
-    finally:
-        files.remove(partial)
-    return folder
+
+    return files.replace_folder(folder, write)
