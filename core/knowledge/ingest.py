@@ -3,9 +3,10 @@
 Per file, a hash of its bytes (and of the splitter and embedding settings) and the version
 of the splitting code that cut it decide whether anything changed. Chunks have deterministic
 ids, so a chunk already in the store is never embedded again and a re-run after a crash or a
-cancel adds no duplicates. Reading and splitting run in a second thread while the main one
-embeds. Work is written in groups: vectors first, then the records, so the records never
-claim a chunk the store lacks.
+cancel adds no duplicates. Three stages overlap: a thread reads and splits files, the job's
+thread embeds them, and a third writes each embedded group (vectors first, then the records,
+so the records never claim a chunk the store lacks) while the next group is embedded. On a GPU
+the writes (Chroma's index above all) would otherwise take as long as the embedding.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ from core.knowledge.terms import chunk_terms
 
 _DONE = object()
 _QUEUE_FILES = 64  # files read ahead of the embedder: bounds memory on any corpus size
+# Chunks embedded per call on a GPU, whatever the settings say: a small model is idle between
+# calls of the CPU default (32), and 256 passages of at most 512 tokens fit any CUDA GPU.
+GPU_BATCH = 256
 
 
 @dataclasses.dataclass
@@ -57,6 +61,19 @@ class _Pending:
     record: FileRecord
     chunks: list[ChunkRecord]
     texts: list[str]  # what the embedding model reads, per chunk
+
+
+@dataclasses.dataclass
+class _Write:
+    """One group's writes: the vectors embedded, then (unless the group was cut short) the
+    records of its files and the removal of their chunks that are gone.
+    """
+
+    vectors: list[tuple[ChunkRecord, str, list[float]]]
+    pending: list[_Pending]
+    stale: list[str]
+    added: int
+    complete: bool
 
 
 def chunk_id(kb: KnowledgeBase, source_id: str, path: str, text: str, splitter_signature: str) -> str:
@@ -92,17 +109,19 @@ class Ingestion:
         self.source = source
         self.root = root
         self.max_file_bytes = max_file_bytes
-        self.embed_batch = embed_batch
-        # Files are committed to the records in groups of about this many chunks.
-        self.group_chunks = embed_batch * 8
         self.ctx = ctx
         self.changed = changed
         self.splitter = bases.splitter(kb)
         self.signature = self.splitter.signature()
         self.embeddings = bases.embeddings.get(kb.embedding)
+        on_gpu = str(getattr(self.embeddings, "device", "")).startswith("cuda")
+        self.embed_batch = max(embed_batch, GPU_BATCH) if on_gpu else embed_batch
+        # Files are committed to the records in groups of about this many chunks.
+        self.group_chunks = self.embed_batch * 8
         self.report = IngestReport()
         self._bytes_done = 0
         self._bytes_total = 0
+        self._files_embedded = 0  # files whose chunks are all embedded (written or not yet)
         self._stop = threading.Event()
 
     def run(self) -> IngestReport:
@@ -120,6 +139,7 @@ class Ingestion:
         prepared: queue.Queue = queue.Queue(maxsize=_QUEUE_FILES)
         reader = threading.Thread(target=self._read_all, args=(found, manifest, prepared), name="ingest-read")
         reader.start()
+        writer = _Writer(lambda write: self._write(collection, write))
         try:
             pending: list[_Pending] = []
             while (item := prepared.get()) is not _DONE:
@@ -131,15 +151,16 @@ class Ingestion:
                 else:
                     self._bytes_done += item  # an unchanged file's size
                 if sum(len(p.chunks) for p in pending) >= self.group_chunks:
-                    self._flush(collection, pending)
+                    self._embed(collection, pending, writer)
                     pending = []
                 self._progress()
             self._check_cancelled()
-            self._flush(collection, pending)
+            self._embed(collection, pending, writer)
         finally:
             self._stop.set()
             _drain(prepared)
             reader.join()
+            writer.close()  # every group embedded is written, also on a cancel or an error
         self._remove_missing(collection, manifest, {f.path for f in found})
         self.report.seconds = time.perf_counter() - started
         self._progress()
@@ -205,11 +226,11 @@ class Ingestion:
         record = FileRecord(self.source.id, file.path, digest, file.size, len(chunks), SPLITTER_VERSION)
         return _Pending(record, [c for c, _ in chunks.values()], [embedded_text(p) for _, p in chunks.values()])
 
-    def _flush(self, collection, pending: list[_Pending]) -> None:
+    def _embed(self, collection, pending: list[_Pending], writer: _Writer) -> None:
+        """Embed one group of files and hand its writes to ``writer``."""
         if not pending:
             return
-        records = self.bases.records
-        stored = records.chunk_ids(self.source.id, [p.record.path for p in pending])
+        stored = self.bases.records.chunk_ids(self.source.id, [p.record.path for p in pending])
         old_ids = {i for ids in stored.values() for i in ids}
         fresh = [(c, t) for p in pending for c, t in zip(p.chunks, p.texts, strict=True)]
         new_ids = {c.id for c, _ in fresh}
@@ -218,40 +239,54 @@ class Ingestion:
         present = set(collection.get(ids=[c.id for c, _ in candidates], include=[])["ids"]) if candidates else set()
         # Batches of texts of similar length waste less work on padding (about 13% on a CPU).
         to_embed = sorted(((c, t) for c, t in candidates if c.id not in present), key=lambda pair: len(pair[1]))
+        waiting = {id(p): sum(c.id not in old_ids and c.id not in present for c in p.chunks) for p in pending}
+        owner = {c.id: id(p) for p in pending for c in p.chunks}
+        self._files_embedded += sum(count == 0 for count in waiting.values())
         group_bytes = sum(p.record.size for p in pending)
         credited = 0
         vectors: dict[str, list[float]] = {}
         try:
             for start in range(0, len(to_embed), self.embed_batch):
                 self._check_cancelled()
+                chunks = to_embed[start : start + self.embed_batch]
                 # Identical texts (copied READMEs, licence headers) are embedded once.
-                batch = dict.fromkeys(t for _, t in to_embed[start : start + self.embed_batch])
-                unique = [t for t in batch if t not in vectors]
+                unique = [t for t in dict.fromkeys(t for _, t in chunks) if t not in vectors]
                 vectors.update(zip(unique, self.embeddings.embed_documents(unique), strict=True))
                 self.report.chunks_embedded += len(unique)
+                for chunk, _ in chunks:
+                    waiting[owner[chunk.id]] -= 1
+                    self._files_embedded += waiting[owner[chunk.id]] == 0
                 credit = group_bytes * min(start + self.embed_batch, len(to_embed)) // len(to_embed)
                 self._bytes_done += credit - credited
                 credited = credit
                 self._progress()
         finally:
-            # One write per group is cheaper than one per batch; on a cancel, what was embedded
-            # is still written, so the next run does not embed it again.
-            done = [(c, t) for c, t in to_embed if t in vectors]
-            if done:
-                collection.upsert(
-                    ids=[c.id for c, _ in done],
-                    embeddings=[vectors[t] for _, t in done],
-                    documents=[t for _, t in done],
-                    metadatas=[{"source_id": c.source_id, "path": c.path} for c, _ in done],
-                )
+            # On a cancel, what was embedded is still written, so the next run does not embed it
+            # again; the records are written only for a whole group.
+            done = [(c, t, vectors[t]) for c, t in to_embed if t in vectors]
+            complete = len(done) == len(to_embed)
+            writer.submit(_Write(done, pending, sorted(old_ids - new_ids), len(candidates), complete))
         self._bytes_done += group_bytes - credited
-        stale = sorted(old_ids - new_ids)
-        if stale:
-            collection.delete(ids=stale)
-        records.replace_files(self.kb.id, self.source.id, [(p.record, p.chunks) for p in pending])
-        self.report.files_ingested += len(pending)
-        self.report.chunks_added += len(candidates)
-        self.report.chunks_removed += len(stale)
+
+    def _write(self, collection, write: _Write) -> None:
+        """Write one group (in the writer thread): vectors, then records."""
+        if write.vectors:
+            # The chunk texts live in the records (and their keyword index); Chroma keeps only
+            # vectors, which halves its work per chunk.
+            collection.upsert(
+                ids=[c.id for c, _, _ in write.vectors],
+                embeddings=[v for _, _, v in write.vectors],
+                metadatas=[{"source_id": c.source_id, "path": c.path} for c, _, _ in write.vectors],
+            )
+        if not write.complete:
+            return
+        if write.stale:
+            collection.delete(ids=write.stale)
+        self.bases.records.replace_files(self.kb.id, self.source.id, [(p.record, p.chunks) for p in write.pending])
+        self.report.files_ingested += len(write.pending)
+        self.report.chunks_added += write.added
+        self.report.chunks_removed += len(write.stale)
+        self._progress()
 
     def _remove_missing(self, collection, manifest: dict[str, FileRecord], present: set[str]) -> None:
         gone = sorted(set(manifest) - present)
@@ -275,10 +310,50 @@ class Ingestion:
                 total=self._bytes_total,
                 unit="bytes",
                 files_total=self.report.files_found,
-                files_done=self.report.files_ingested + self.report.files_unchanged,
+                files_done=self._files_embedded + self.report.files_unchanged,
                 chunks_embedded=self.report.chunks_embedded,
                 skipped=len(self.report.skipped),
             )
+
+
+class _Writer:
+    """A thread that runs ``write`` on each group handed to it, one group behind the embedding:
+    :meth:`submit` waits while a group is still being written, so at most two groups are in
+    memory. The first error is raised once in the embedding thread, at its next :meth:`submit`
+    or at :meth:`close`; no group after a failed one is written.
+    """
+
+    def __init__(self, write) -> None:
+        self._write = write
+        self._groups: queue.Queue = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._raised = False
+        self._thread = threading.Thread(target=self._run, name="ingest-write")
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (group := self._groups.get()) is not _DONE:
+            if self._error is None:
+                try:
+                    self._write(group)
+                except BaseException as exc:  # noqa: BLE001 - raised in the embedding thread
+                    self._error = exc
+
+    def submit(self, group: _Write) -> None:
+        """Queue ``group`` for writing; raises a failure of an earlier group's writes."""
+        self._groups.put(group)
+        self._raise()
+
+    def close(self) -> None:
+        """Wait until every queued group is written; raises a failure not raised yet."""
+        self._groups.put(_DONE)
+        self._thread.join()
+        self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None and not self._raised:
+            self._raised = True
+            raise self._error
 
 
 def _current(known: FileRecord) -> bool:
