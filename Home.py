@@ -4,7 +4,7 @@ import streamlit as st
 
 from ui import keys
 from ui.auth import gate
-from ui.common import ENTRY_RAN, lang, remember_language, t
+from ui.common import ENTRY_RAN, keep_language, remember_language, t
 from ui.text import LANGUAGES
 
 st.set_page_config(
@@ -13,11 +13,20 @@ st.set_page_config(
 
 st.session_state[ENTRY_RAN] = True
 # Streamlit forgets a widget's state when the page changes, so the choice is also kept under a
-# plain key that outlives page switches and put back into the switch on every run.
-st.session_state[keys.LANG] = lang()
+# plain key that outlives page switches (and in the address, for reloads) and put back into
+# the switch on every run.
+st.session_state[keys.LANG] = keep_language()
+# The menu is drawn here rather than by Streamlit (client.showSidebarNavigation is off): with a
+# pages/ folder, Streamlit's own menu first lists the raw file names until this file has run.
+menu = st.sidebar.container()
 with st.sidebar:
     st.selectbox(
-        t("lang.label"), list(LANGUAGES), format_func=LANGUAGES.get, key=keys.LANG, on_change=remember_language
+        t("lang.label"),
+        list(LANGUAGES),
+        format_func=LANGUAGES.get,
+        key=keys.LANG,
+        on_change=remember_language,
+        placeholder=t("select.one"),
     )
 
 pages = [
@@ -30,4 +39,8 @@ pages = [
 # With logins on, nothing but the login form shows until someone logs in (no menu, no page).
 if gate(pages) is None:
     st.stop()
-st.navigation(pages).run()
+page = st.navigation(pages, position="hidden")
+for entry in pages:
+    menu.page_link(entry)
+menu.divider()
+page.run()

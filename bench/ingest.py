@@ -71,6 +71,10 @@ class RecordingEmbeddings(Embeddings):
     def embed_query(self, text: str) -> list[float]:
         return self.inner.embed_query(text)
 
+    def __getattr__(self, name: str):
+        # count_tokens, max_tokens, device...: the job reads them to cut chunks and size batches.
+        return getattr(self.inner, name)
+
 
 def _seed(folder: str, work: str) -> dict:
     """The tutorial's pipeline, timed end to end."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import re
 import threading
 import time
 import uuid
@@ -131,6 +132,15 @@ class Conversations:
         conversation.messages[index].feedback = value
         self.save(conversation)
 
+    def last_used_kb(self, names: list[str]) -> str | None:
+        """Of the knowledge bases ``names``, the one the latest answer found its sources in."""
+        for conversation in self.all():
+            for message in reversed(conversation.messages):
+                used = [s["kb"] for s in message.sources if s.get("kb") in names]
+                if used:
+                    return used[0]
+        return None
+
     def _path(self, conversation_id: str) -> Path:
         if not conversation_id.isalnum():  # ids are hex; anything else could name another path
             raise ConversationNotFound(id=conversation_id)
@@ -150,14 +160,25 @@ def export_name(conversation: Conversation) -> str:
 
 
 def export_markdown(conversation: Conversation, lang: str = "en") -> str:
-    """The conversation as Markdown, each answer followed by its sources."""
-    you, assistant, sources_label = ("我", "助手", "出处") if lang == "zh" else ("You", "Assistant", "Sources")
+    """The conversation as Markdown: each question, each answer with the question that was
+    searched for (when a follow-up was rewritten), the user's vote and the sources.
+
+    Every message is closed off on its own (an answer stopped inside a code block gets its
+    fence closed), so one message never swallows the next.
+    """
+    words = _EXPORT_WORDS["zh" if lang == "zh" else "en"]
     lines = [f"# {conversation.title or conversation.id}", ""]
     for message in conversation.messages:
         said = close_fences(message.shown or message.content) or _EMPTY_ANSWERS.get(message.kind, {}).get(lang, "")
-        lines += [f"**{you if message.role == 'user' else assistant}:**", "", said, ""]
+        lines += [f"**{words['you'] if message.role == 'user' else words['assistant']}:**", "", said, ""]
+        if message.stopped:
+            lines += [words["stopped"], ""]
+        if message.question_used:
+            lines += [words["searched"].format(question=_one_line(message.question_used)), ""]
+        if message.feedback:
+            lines += [words["feedback"].format(vote=words["up" if message.feedback > 0 else "down"]), ""]
         if message.sources:
-            lines += [f"{sources_label}:", ""]
+            lines += [words["sources"], ""]
             for source in message.sources:
                 where = source_label(Document("", metadata=source))
                 link = f" <{source['url']}>" if source.get("url") else ""
@@ -166,12 +187,62 @@ def export_markdown(conversation: Conversation, lang: str = "en") -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+_EXPORT_WORDS = {
+    "en": {
+        "you": "You",
+        "assistant": "Assistant",
+        "sources": "Sources:",
+        "searched": "Searched for: {question}",
+        "feedback": "Feedback: {vote}",
+        "up": "👍 helpful",
+        "down": "👎 not helpful",
+        "stopped": "*(stopped)*",
+    },
+    "zh": {
+        "you": "我",
+        "assistant": "助手",
+        "sources": "出处：",
+        "searched": "检索时使用的问题：{question}",
+        "feedback": "反馈：{vote}",
+        "up": "👍 有帮助",
+        "down": "👎 没有帮助",
+        "stopped": "*（已停止）*",
+    },
+}
+# An opening code fence: up to three spaces (more inside list items), then three or more
+# backticks or tildes, and for backticks an info string without backticks (CommonMark 4.5).
+_FENCE_OPEN = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}(?=[^`]*$)|~{3,})")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
 def close_fences(text: str) -> str:
     r"""``text`` with a code fence that was opened and never closed (an answer stopped inside a
     code block) closed, so that what follows is not swallowed into it.
 
+    A fence closes only with the same character, at least as many times, and nothing after it,
+    so a ```` block that shows a ``` line, or a ~~~ block, is closed with its own fence.
+
     >>> close_fences("Run:\n```bash\npip install x")
     'Run:\n```bash\npip install x\n```'
+    >>> close_fences("````md\n```python\nx = 1\n```")
+    '````md\n```python\nx = 1\n```\n````'
+    >>> close_fences("~~~\ncode\n~~~")
+    '~~~\ncode\n~~~'
     """
-    fences = [line.strip()[:3] for line in text.splitlines() if line.strip().startswith(("```", "~~~"))]
-    return f"{text}\n{fences[-1]}" if len(fences) % 2 else text
+    opened: tuple[str, str] | None = None  # (indent, fence) of the open block
+    for line in text.splitlines():
+        if opened is None:
+            if match := _FENCE_OPEN.match(line):
+                opened = (match["indent"], match["fence"])
+            continue
+        fence = opened[1]
+        stripped = line.strip()
+        if stripped and set(stripped) == {fence[0]} and len(stripped) >= len(fence):
+            opened = None
+    if opened is None:
+        return text
+    indent, fence = opened
+    return text.rstrip("\n") + f"\n{indent}{fence}"

@@ -110,7 +110,18 @@ class KnowledgeBaseBusy(AppError):
 
 class InvalidModelFolder(AppError):
     en = "'{path}' is not a usable model folder: {reason}."
-    zh = "“{path}” 不是可用的模型文件夹：{reason}。"
+    zh = "“{path}” 不是可用的模型文件夹：{reason_zh}。"
+
+    def __init__(self, *, path: str, reason: str, reason_zh: str | None = None) -> None:
+        super().__init__(path=path, reason=reason, reason_zh=reason_zh or reason)
+
+
+class ModelFolderNotFound(AppError):
+    en = (
+        "The folder '{path}' does not exist on the machine running the app. Check the path: it is read there, "
+        "not on your own computer."
+    )
+    zh = "运行本应用的机器上不存在文件夹 “{path}”。请检查路径：路径指运行本应用的机器上的位置，而非您自己的电脑。"
 
 
 class InvalidEndpoint(AppError):
@@ -209,10 +220,17 @@ class InvalidQuestionSet(AppError):
 
 class ModelOutOfMemory(AppError):
     en = (
-        "There is not enough memory to load {name} (it needs about {needed}). Unload other models, close other "
+        "There is not enough {memory} to load {name} (it needs about {needed}). Unload other models, close other "
         "programs, load it in 8-bit or 4-bit, or choose a smaller model."
     )
-    zh = "内存不足，无法加载 {name}（约需 {needed}）。请卸载其他模型、关闭其他程序、改用 8 位/4 位加载，或选择更小的模型。"
+    zh = "{memory_zh}不足，无法加载 {name}（约需 {needed}）。请卸载其他模型、关闭其他程序、改用 8 位/4 位加载，或选择更小的模型。"
+
+    def __init__(self, *, name: str, needed: str, device: str = "cpu") -> None:
+        # A CUDA GPU has its own memory (显存); the CPU and Apple's MPS use the machine's (内存).
+        gpu = device == "cuda"
+        super().__init__(
+            name=name, needed=needed, memory="GPU memory" if gpu else "memory", memory_zh="显存" if gpu else "内存"
+        )
 
 
 class StoreDamaged(AppError):
@@ -283,6 +301,87 @@ class ServerKeyNotAllowed(AppError):
     zh = (
         "环境变量 {variable} 中的 API 密钥不会发送到 {url}：配置没有允许该服务使用这个变量。请让应用管理员在 KBA_SERVER_KEYS 中"
         '允许它（例如 {{"{server}": "{variable}"}}），或移除该模型后重新添加服务。'
+    )
+
+
+class EmbeddingKeyRefused(AppError):
+    en = (
+        "The embedding server at {url} refused the API key (HTTP {status}). The key comes from the environment "
+        "variable {variable}: check its value there and restart the app."
+    )
+    zh = "{url} 上的向量服务拒绝了 API 密钥（HTTP {status}）。密钥来自环境变量 {variable}：请检查其中的值后重启应用。"
+
+
+class EmbeddingKeyMissing(AppError):
+    en = (
+        "The embedding server at {url} asks for an API key (HTTP {status}), and none was sent: no environment "
+        "variable allowed for {server} in KBA_SERVER_KEYS is set. Set it and restart the app, or ask whoever runs "
+        "the app to allow the variable that holds the key."
+    )
+    zh = (
+        "{url} 上的向量服务要求 API 密钥（HTTP {status}），但没有发送任何密钥：KBA_SERVER_KEYS 中为 {server} "
+        "允许的环境变量都未设置。请设置后重启应用，或请应用管理员允许保存该密钥的变量。"
+    )
+
+
+class EmbeddingModelNotServed(AppError):
+    en = (
+        "The server at {url} has no embedding model '{model}' (HTTP 404). Check the served model name (for vLLM, "
+        "its --served-model-name) and that the base URL is the API root, usually ending in /v1."
+    )
+    zh = (
+        "{url} 上的服务没有名为 “{model}” 的向量模型（HTTP 404）。请检查服务中的模型名（vLLM 为 --served-model-name），"
+        "以及服务地址是否为接口根地址（通常以 /v1 结尾）。"
+    )
+
+
+class EmbeddingServerTimeout(AppError):
+    en = (
+        "The embedding server at {url} did not reply within {seconds:g} s. It may be busy: try again later, or "
+        "attach it again with a smaller batch size. Nothing from the unanswered batch was stored."
+    )
+    zh = "{url} 上的向量服务在 {seconds:g} 秒内没有回复，可能正忙：请稍后重试，或用更小的批大小重新接入。未回复批次的内容没有写入。"
+
+
+class EmbeddingServerFailed(AppError):
+    en = (
+        "The embedding server at {url} answered HTTP {status} ({detail}). If it says an input is too long, give "
+        "the knowledge base smaller chunks; otherwise check the server's log."
+    )
+    zh = (
+        "{url} 上的向量服务返回 HTTP {status}（{detail}）。如果提示输入过长，请把知识库的分块改小；否则请查看服务日志。"
+    )
+
+
+class EmbeddingReplyMalformed(AppError):
+    en = (
+        "The embedding server at {url} sent a reply this app cannot read ({detail}). Check that it serves the "
+        "OpenAI embeddings API (POST /v1/embeddings)."
+    )
+    zh = "{url} 上的向量服务返回了无法识别的回复（{detail}）。请确认它提供 OpenAI 向量接口（POST /v1/embeddings）。"
+
+
+class EmbeddingCountMismatch(AppError):
+    en = (
+        "The embedding server at {url} returned {got} vectors for {sent} texts, so none of them could be matched "
+        "to its text and nothing was stored. Check the server (a proxy or an input limit may drop texts), or "
+        "attach it again with a smaller batch size."
+    )
+    zh = (
+        "{url} 上的向量服务为 {sent} 段文本返回了 {got} 个向量，无法与文本一一对应，因此没有写入任何内容。"
+        "请检查服务（代理或输入限制可能丢弃了文本），或用更小的批大小重新接入。"
+    )
+
+
+class EmbeddingDimensionMismatch(AppError):
+    en = (
+        "{name} returned vectors of {got} numbers, but it is recorded with {expected} (its knowledge bases hold "
+        "vectors of that size), so nothing was stored. The server now runs another model or setting: serve the "
+        "original one again, or attach the server under another display name and use it for a new knowledge base."
+    )
+    zh = (
+        "{name} 返回的向量长度为 {got}，但它登记的长度是 {expected}（用它建立的知识库中的向量都是这个长度），因此没有写入任何内容。"
+        "服务现在运行的是其他模型或设置：请恢复原来的模型，或以另一个显示名称重新接入该服务，并用它新建知识库。"
     )
 
 

@@ -14,6 +14,7 @@ import datetime
 import io
 import json
 import random
+import re
 import statistics
 import time
 import uuid
@@ -31,16 +32,33 @@ from core.jobs import JobContext
 from core.knowledge.records import ChunkRecord, KnowledgeBase
 from core.rag.answer import AnswerSettings, prepare_answer
 from core.rag.retrieval import Searcher, SearchSettings
+from core.rag.sentences import features, han_count, split_sentences
 
 # Column names users write, in English and Chinese.
 _QUESTION = ("question", "query", "问题")
 _SOURCE = ("source", "expected_source", "file", "path", "出处", "来源", "文件")
 _ANSWER = ("answer", "expected_answer", "reference", "答案", "参考答案")
 
-DRAFT_PROMPT = (
-    "Write one question that the passage below answers, in the passage's language. "
-    "Write only the question.\n\nPassage:\n{passage}\n\nQuestion:"
-)
+# One prompt per language: a small model answers in the language it is asked in, whatever the
+# instruction says, so a Chinese file gets a Chinese prompt. The key sentence is the answer the
+# question should lead to; the heading says what the section is about.
+DRAFT_PROMPTS = {
+    "en": (
+        "Section: {heading}\nKey sentence: {sentence}\n\n"
+        "Write one short question, in English, that a reader of this documentation would ask and "
+        "that the key sentence answers. Do not copy the sentence. Write only the question.\n\nQuestion:"
+    ),
+    "zh": (
+        "章节：{heading}\n关键句：{sentence}\n\n"
+        "请用中文写一个简短的问题：读者查阅这份文档时会问、并且由上面的关键句回答。"
+        "不要照抄关键句，只写问题。\n\n问题："
+    ),
+}
+# Asked when the model's question is unusable (wrong language, no question, a copy).
+FALLBACK_QUESTIONS = {"en": "What does the documentation say about {topic}?", "zh": "文档中关于“{topic}”是怎么说的？"}
+# Share of Chinese characters among a text's letters from which it is treated as Chinese.
+_CHINESE_SHARE = 0.2
+_LABEL = re.compile(r"^\s*(?:\d+[.)、]\s*|[-*]\s*|(?:question|q|问题)\s*[:：]\s*)+", re.IGNORECASE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,17 +131,78 @@ def _pick(fields: dict[str, str], names: tuple[str, ...]) -> str:
 
 
 def draft_questions(llm: BaseChatModel, chunks: list[ChunkRecord], count: int, seed: int = 0) -> list[Question]:
-    """Questions the chat model writes for random chunks; each expects its chunk's file."""
-    picked = random.Random(seed).sample(chunks, min(count, len(chunks)))
+    """Questions for ``count`` chunks spread over the files, each in its chunk's language, each
+    expecting its chunk's file: the chat model turns the chunk's heading and key sentence into a
+    question; where its question is unusable, one is made from the heading.
+    """
     drafted = []
-    for chunk in picked:
-        reply = llm.invoke(
-            [HumanMessage(DRAFT_PROMPT.replace("{passage}", chunk.text[:1500]))], temperature=0.0, max_new_tokens=64
-        ).text
-        line = next((s.strip() for s in reply.splitlines() if s.strip()), "")
-        if line:
-            drafted.append(Question(line, chunk.path, ""))
+    for chunk in _draft_chunks(chunks, count, seed):
+        lang = text_language(chunk.text)
+        sentence = key_sentence(chunk.text)
+        heading = chunk.heading.split(" > ")[-1] if chunk.heading else ""
+        prompt = DRAFT_PROMPTS[lang].format(heading=heading or Path(chunk.path).stem, sentence=sentence)
+        reply = llm.invoke([HumanMessage(prompt)], temperature=0.0, max_new_tokens=64).text
+        question = usable_question(reply, lang, sentence)
+        if question is None:
+            question = FALLBACK_QUESTIONS[lang].format(topic=heading or Path(chunk.path).stem)
+        drafted.append(Question(question, chunk.path, ""))
     return drafted
+
+
+def _draft_chunks(chunks: list[ChunkRecord], count: int, seed: int) -> list[ChunkRecord]:
+    """``count`` chunks with prose in them, from as many files as possible, chosen at random."""
+    rng = random.Random(seed)
+    by_file: dict[str, list[ChunkRecord]] = {}
+    for chunk in chunks:
+        if key_sentence(chunk.text):
+            by_file.setdefault(chunk.path, []).append(chunk)
+    for group in by_file.values():
+        rng.shuffle(group)
+    files = sorted(by_file)
+    rng.shuffle(files)
+    picked: list[ChunkRecord] = []
+    while len(picked) < count and any(by_file.values()):
+        picked += [by_file[f].pop() for f in files if by_file[f]][: count - len(picked)]
+    return picked
+
+
+def text_language(text: str) -> str:
+    """The language of ``text``: "zh" when it is mostly Chinese, else "en".
+
+    >>> text_language("LMDeploy 支持 AWQ 权重量化"), text_language("Boil the pasta")
+    ('zh', 'en')
+    """
+    letters = sum(ch.isalpha() for ch in text)
+    return "zh" if letters and han_count(text) / letters >= _CHINESE_SHARE else "en"
+
+
+def key_sentence(text: str, limit: int = 300) -> str:
+    r"""The prose sentence of ``text`` that says the most (distinct search terms), cut to ``limit``.
+
+    >>> key_sentence("# Install\n\nRun it.\n\nLMDeploy supports AWQ 4-bit weight quantization.")
+    'LMDeploy supports AWQ 4-bit weight quantization.'
+    """
+    prose = [s.text for s in split_sentences(text) if not s.code and not s.text.startswith("#")]
+    best = max(prose, key=lambda s: len(features(s)), default="")
+    return best[:limit] if len(features(best)) >= 3 else ""
+
+
+def usable_question(reply: str, lang: str, sentence: str) -> str | None:
+    r"""The question in a model's reply: its first line, numbering and labels taken off, or None
+    when it is no question in ``lang`` or merely repeats ``sentence``.
+
+    >>> usable_question("Question: What does LMDeploy quantize?\nMore", "en", "LMDeploy supports AWQ.")
+    'What does LMDeploy quantize?'
+    >>> usable_question("LMDeploy 支持什么？", "en", ""), usable_question("It supports AWQ.", "en", "It supports AWQ.")
+    (None, None)
+    """
+    line = next((line.strip() for line in reply.splitlines() if line.strip()), "")
+    question = _LABEL.sub("", line).strip().strip("\"'“”")
+    if not 6 <= len(question) <= 200 or text_language(question) != lang:
+        return None
+    if question.rstrip("?？") in sentence or not question.endswith(("?", "？")):
+        return None
+    return question
 
 
 def same_file(retrieved: str, expected: str) -> bool:

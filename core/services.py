@@ -21,12 +21,12 @@ from core.jobs import JobContext, JobManager, JobState
 from core.knowledge import sources, vectors
 from core.knowledge.bases import KnowledgeBases
 from core.knowledge.ingest import Ingestion
-from core.knowledge.preview import preview_folder
+from core.knowledge.preview import files_to_preview, preview_folder
 from core.knowledge.records import KnowledgeBase, Records, Source
 from core.knowledge.sources import FolderInput, SourceInput, describe
-from core.models import download, pypi_pieces
+from core.models import download, memory, pypi_pieces
 from core.models.hubs import HubClient, make_client
-from core.models.loader import LoadOptions, is_downloaded, model_folder
+from core.models.loader import LoadOptions, LoadStep, is_downloaded, model_folder
 from core.models.manager import ModelManager
 from core.models.registry import ModelRegistry
 from core.models.spec import ModelSpec
@@ -272,18 +272,19 @@ class Services:
         settings = self.settings
 
         def work(ctx):
-            if isinstance(item, FolderInput):
-                root, refused = item.path.expanduser(), ()
-                if not root.is_dir():
-                    raise FolderNotFound(path=str(item.path))
-            else:  # records the source and clones or unpacks it: a write
-                with self._writing(kb, ctx):
-                    ready = sources.prepare(self.knowledge, kb, item, git_tokens=self.settings.git_tokens)
-                root, refused = ready.root, ready.refused
-            embeddings = self.knowledge.embeddings.get(kb.embedding)
-            report = preview_folder(
-                root, self.knowledge.splitter(kb), embeddings, int(settings.max_file_mb * 1e6), ctx, refused
-            )
+            # A clone or the uploads go to a scratch folder: a preview records no source.
+            scratch = files_to_preview(item, self.knowledge.sources_dir, self.files, self.settings.git_tokens)
+            with scratch as (root, refused):
+                embeddings = self.knowledge.embeddings.get(kb.embedding)
+                report = preview_folder(
+                    root,
+                    self.knowledge.splitter(kb),
+                    embeddings,
+                    int(settings.max_file_mb * 1e6),
+                    ctx,
+                    refused,
+                    has_cuda=memory.cuda_available(),
+                )
             return {**report.as_dict(), "source": describe(item)}
 
         return self.jobs.submit("preview", f"kb:{kb.id}", kb.name, work)
@@ -321,7 +322,10 @@ class Services:
         spec = self.catalog.get(key)
 
         def work(ctx):
-            loaded = self.models.load(key, options, progress=lambda step: ctx.progress(message=step))
+            def progress(step: LoadStep) -> None:
+                ctx.progress(done=step.number - 1, total=step.count, message=step.stage)
+
+            loaded = self.models.load(key, options, progress=progress)
             return {"device": loaded.device, "dtype": loaded.dtype, "seconds": round(loaded.load_seconds, 2)}
 
         return self.jobs.submit("load", "model", spec.name, work)
@@ -393,6 +397,7 @@ def build_services(
             settings.embed_batch_size,
             embedding_builder,
             files=files,
+            server_keys=settings.server_keys,
         ),
         settings.data_dir / "sources",
         files,

@@ -19,7 +19,7 @@ if not names:
     st.stop()
 if st.session_state.get(keys.EVAL_KB) not in names:  # a knowledge base this user may not see
     st.session_state.pop(keys.EVAL_KB, None)
-kb = app.knowledge.get(st.selectbox(t("eval.kb"), names, key=keys.EVAL_KB))
+kb = app.knowledge.get(st.selectbox(t("eval.kb"), names, key=keys.EVAL_KB, placeholder=t("select.one")))
 job = app.jobs.latest(f"kb:{kb.id}")
 # Runs follow their knowledge base's permissions: running one needs the right to edit it.
 busy = bool(job and job.active) or not app.can(kb, "edit")

@@ -4,15 +4,16 @@ import streamlit as st
 
 from ui import keys
 from ui.auth import acting
+from ui.chunk_browser import chunk_browser
 from ui.common import ensure_entry, t
 from ui.knowledge_view import (
     add_source,
-    chunk_browser,
     create_form,
     health,
     job_panel,
     manage,
     overview,
+    running_jobs,
     sharing,
     sources,
 )
@@ -20,6 +21,7 @@ from ui.knowledge_view import (
 ensure_entry()
 app = acting()
 st.title(t("kb.title"))
+running_jobs(app)
 
 # A base created or renamed on the last run becomes the selection before the selectbox is drawn.
 if pending := st.session_state.pop("kb.just_created", None):
@@ -29,17 +31,18 @@ names = [kb.name for kb in app.knowledge.all()]
 if names:
     st.subheader(t("kb.list.header"))
     overview(app)
+else:
+    st.info(t("kb.none"))
 with st.expander(t("kb.create.header"), expanded=not names):
     create_form(app)
 if not names:
-    st.info(t("kb.none"))
     st.stop()
 
 # A name put into the session (a deep link, an old selection) that this user may not see is dropped;
 # app.knowledge.get checks again in core.
 if st.session_state.get(keys.KB_PICK) not in names:
     st.session_state.pop(keys.KB_PICK, None)
-picked = st.selectbox(t("kb.pick"), names, key=keys.KB_PICK)
+picked = st.selectbox(t("kb.pick"), names, key=keys.KB_PICK, placeholder=t("select.one"))
 kb = app.knowledge.get(picked)
 editable = app.can(kb, "edit")
 job = app.jobs.latest(f"kb:{kb.id}")
@@ -55,7 +58,11 @@ elif not editable:
 st.subheader(t("kb.sources.header"))
 sources(app, kb, busy or not editable)
 if editable:
-    with st.expander(t("kb.add.header"), expanded=not app.knowledge.sources(kb)):
+    # Keyed, so it stays as the user left it: a failed preview or ingestion keeps it open
+    # with what was typed; unkeyed, it would follow the list of sources.
+    with st.expander(
+        t("kb.add.header"), expanded=not app.knowledge.sources(kb), key=keys.KB_ADD_OPEN, on_change="rerun"
+    ):
         add_source(app, kb, busy)
 job_panel(app, kb, job)
 

@@ -6,9 +6,17 @@ from core.errors import AppError
 from core.models import memory
 from ui import generation, keys
 from ui.auth import acting
-from ui.common import ensure_entry, plain, show_error, t
+from ui.common import ensure_entry, lang, plain, show_error, t
 from ui.embedding_view import embedding_models
-from ui.models_view import add_model_form, catalog_table, delete_panel, download_panel, load_panel, resident_panel
+from ui.models_view import (
+    add_model_form,
+    catalog_table,
+    delete_panel,
+    download_panel,
+    load_panel,
+    remove_panel,
+    resident_panel,
+)
 
 ensure_entry()
 app = acting()
@@ -33,8 +41,8 @@ if not admin:  # the catalog, read-only: downloads, loading, servers and setting
 
 with st.container(border=True):
     st.markdown(f"**{spec.name}**")
-    if spec.notes:
-        st.caption(spec.notes)
+    if description := spec.description(lang()):
+        st.caption(description)
     if spec.demo:
         st.info(plain(t("demo.what", name=spec.name)), icon=":material/science:")
     state = app.model_status(spec.key).state
@@ -44,9 +52,8 @@ with st.container(border=True):
         load_panel(app, spec)
         if state == "downloaded" and not spec.local_path:
             delete_panel(app, spec)
-    if not app.catalog.is_builtin(spec.key) and st.button(t("models.remove"), key=keys.MODELS_REMOVE):
-        app.catalog.remove(spec.key)
-        st.rerun()
+    if not app.catalog.is_builtin(spec.key):
+        remove_panel(app, spec)
 
 with st.expander(t("models.add.header")):
     add_model_form(app)
@@ -61,8 +68,13 @@ if resident:
     st.subheader(t("models.try.header"))
     prompt = st.text_input(t("models.try.prompt"), t("models.try.default"), key=keys.MODELS_TRY_PROMPT)
     if st.button(t("models.try.button"), key=keys.MODELS_TRY_SEND) and prompt.strip():
+        # Stop interrupts this run mid-stream; what came so far stays in the session state.
+        st.button(t("chat.stop"), key=keys.MODELS_TRY_STOP, icon=":material/stop:")
+        st.session_state[keys.MODELS_TRY_ANSWER] = ""
         try:
             llm = app.models.chat_model(**generation.settings())
-            st.write_stream(chunk.text for chunk in llm.stream(prompt))
+            st.write_stream(generation.kept(llm.stream(prompt), keys.MODELS_TRY_ANSWER))
         except AppError as error:
             show_error(error)
+    elif answer := st.session_state.get(keys.MODELS_TRY_ANSWER):
+        st.markdown(answer)

@@ -22,6 +22,7 @@ from ui import keys
 from ui.common import lang, plain, t
 
 MODES = ["hybrid", "rrf", "dense", "mmr", "keyword"]
+_KBS_PICKED = "chat.kbs_picked"  # whether the user chose the knowledge bases (state, not a widget)
 ANSWER_MODES = ["generate", "quick", "sources"]
 
 
@@ -65,6 +66,7 @@ def conversations_sidebar(app: Services, conversation: Conversation) -> None:
         index=ids.index(conversation.id) if conversation.id in ids else None,
         key=keys.CHAT_PICK + hashlib.sha1(titles.encode()).hexdigest()[:12],
         format_func=lambda cid: listed[cid].title or t("chat.untitled"),
+        placeholder=t("select.one"),
     )
     if picked and picked != conversation.id:
         _switch_to(picked)
@@ -117,9 +119,19 @@ def settings_panel(app: Services, model_defaults: dict, spec: ModelSpec | None) 
     """
     names = [kb.name for kb in app.knowledge.all()]
     keep(keys.CHAT_KBS, [])
-    st.session_state[keys.CHAT_KBS] = [n for n in st.session_state[keys.CHAT_KBS] if n in names]
+    kept = [n for n in st.session_state[keys.CHAT_KBS] if n in names]
+    # Until the user picks, the chat searches a knowledge base (the one answers last came from,
+    # else the first) rather than the model alone; an empty choice of the user's own is kept.
+    if not kept and names and not st.session_state.get(_KBS_PICKED):
+        kept = [app.conversations.last_used_kb(names) or names[0]]
+    st.session_state[keys.CHAT_KBS] = st.session_state["kept." + keys.CHAT_KBS] = kept
     chosen = st.multiselect(
-        t("chat.kbs"), names, key=keys.CHAT_KBS, help=t("chat.kbs.help"), placeholder=t("chat.kbs.none")
+        t("chat.kbs"),
+        names,
+        key=keys.CHAT_KBS,
+        help=t("chat.kbs.help"),
+        placeholder=t("chat.kbs.none"),
+        on_change=lambda: st.session_state.update({_KBS_PICKED: True}),
     )
     demo = bool(spec and spec.demo)
     mode_key = f"{keys.CHAT_ANSWER_MODE}.{'demo' if demo else 'model'}"
@@ -139,6 +151,7 @@ def settings_panel(app: Services, model_defaults: dict, spec: ModelSpec | None) 
             key=keys.CHAT_MODE,
             format_func=lambda m: t(f"chat.mode.{m}"),
             help=t("chat.mode.help"),
+            placeholder=t("select.one"),
         )
         keep(keys.CHAT_TOP_K, app.settings.top_k)
         top_k = st.slider(t("chat.top_k"), 1, 12, key=keys.CHAT_TOP_K)

@@ -14,7 +14,7 @@ from core.knowledge.records import KnowledgeBase
 from core.services import Services
 from ui import keys
 from ui.chat_view import MODES
-from ui.common import duration, lang, plain, show_error, t
+from ui.common import duration, lang, plain, queue_toast, show_error, t
 from ui.jobs import watch
 from ui.text import LANGUAGES
 
@@ -56,7 +56,7 @@ def question_set(app: Services, kb: KnowledgeBase, job: JobState | None) -> tupl
     names = list(saved)
     if not names:
         return "", []
-    picked = st.selectbox(t("eval.set.pick"), names, key=keys.EVAL_SET)
+    picked = st.selectbox(t("eval.set.pick"), names, key=keys.EVAL_SET, placeholder=t("select.one"))
     return picked, saved[picked]
 
 
@@ -85,7 +85,7 @@ def _review(app: Services) -> None:
         app.evaluations.save_set(name, questions)
         st.session_state.pop(_PENDING)
         st.session_state[keys.EVAL_SET] = name
-        st.toast(t("eval.set.saved", name=name))
+        queue_toast(t("eval.set.saved", name=name))
         st.rerun()
 
 
@@ -93,7 +93,12 @@ def settings_form(app: Services) -> EvalSettings:
     """Search mode, top-k, threshold, reranker, answers on or off."""
     mode_col, k_col, threshold_col = st.columns(3)
     mode = mode_col.selectbox(
-        t("chat.mode"), MODES, key=keys.EVAL_MODE, format_func=lambda m: t(f"chat.mode.{m}"), help=t("chat.mode.help")
+        t("chat.mode"),
+        MODES,
+        key=keys.EVAL_MODE,
+        format_func=lambda m: t(f"chat.mode.{m}"),
+        help=t("chat.mode.help"),
+        placeholder=t("select.one"),
     )
     k = k_col.slider(t("chat.top_k"), 1, 12, 4, key=keys.EVAL_TOP_K)
     calibrated = threshold_col.toggle(
@@ -176,7 +181,9 @@ def compare(app: Services) -> None:
     if st.session_state.get("eval.newest") != runs[0].id:
         st.session_state["eval.newest"] = runs[0].id
         st.session_state[keys.EVAL_COMPARE] = list(by_id)[:3]
-    chosen = st.multiselect(t("eval.history.pick"), list(by_id), format_func=labels.get, key=keys.EVAL_COMPARE)
+    chosen = st.multiselect(
+        t("eval.history.pick"), list(by_id), format_func=labels.get, key=keys.EVAL_COMPARE, placeholder=t("select.many")
+    )
     if chosen:
         picked = [by_id[i] for i in chosen]
         _comparison_table(picked, labels, words)
@@ -282,7 +289,9 @@ def _delete_run(app: Services, labels: dict[str, str]) -> None:
     if st.session_state.get(DELETE_PICK) not in labels:
         st.session_state.pop(DELETE_PICK, None)  # the run it named is gone
     with st.popover(t("eval.delete"), icon=":material/delete:"):
-        run_id = st.selectbox(t("eval.delete.pick"), list(labels), format_func=labels.get, key=DELETE_PICK)
+        run_id = st.selectbox(
+            t("eval.delete.pick"), list(labels), format_func=labels.get, key=DELETE_PICK, placeholder=t("select.one")
+        )
         label = plain(labels[run_id])
         st.write(t("eval.delete.confirm", label=label))
         if st.button(t("eval.delete.yes"), key=DELETE_YES, type="primary"):
@@ -291,5 +300,5 @@ def _delete_run(app: Services, labels: dict[str, str]) -> None:
             except AppError as error:
                 show_error(error)
             else:
-                st.toast(t("eval.deleted", label=label))
+                queue_toast(t("eval.deleted", label=label))
                 st.rerun()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 import streamlit as st
 
 from core.models.spec import ModelSpec
@@ -46,3 +48,12 @@ def _defaults(spec: ModelSpec) -> dict:
         "top_p": d.top_p,
         "repetition_penalty": d.repetition_penalty,
     }
+
+
+def kept(chunks: Iterable, key: str) -> Iterator[str]:
+    """The text of a model's stream, also kept in ``st.session_state[key]`` as it comes, so a
+    stopped or finished answer is still shown after the next rerun.
+    """
+    for chunk in chunks:
+        st.session_state[key] = st.session_state.get(key, "") + chunk.text
+        yield chunk.text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
-import numpy as np
+import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -18,8 +18,14 @@ from core.knowledge.sources import FolderInput, GitInput, SourceInput, UploadInp
 from core.knowledge.splitting import SplitterSettings
 from core.services import Services
 from ui import keys
-from ui.common import duration, lang, plain, show_error, t
+from ui.common import duration, lang, plain, queue_toast, show_error, t
 from ui.jobs import first_sight, watch
+
+_CLEAR_NEW_NAME = "kb.clear_new_name"
+# An error an action showed in this run, so the failed job behind it is not shown again.
+_SHOWN_ERROR = "kb.shown_error"
+# Jobs on a knowledge base; an evaluation or a draft also keeps its sources from changing.
+_JOB_KINDS = ("ingest", "preview", "rebuild", "evaluate", "draft")
 
 
 def overview(app: Services) -> None:
@@ -45,6 +51,9 @@ def create_form(app: Services) -> None:
     """Name, embedding model and chunking of a new knowledge base."""
     pool = app.knowledge.embeddings
     by_key = {e.key: e for e in pool.registry.all("embedding") if pool.available(e)}
+    # Emptied before the field is drawn: a drawn field's value cannot change in this run.
+    if st.session_state.pop(_CLEAR_NEW_NAME, False):
+        st.session_state[keys.KB_NEW_NAME] = ""
     name = st.text_input(t("kb.create.name"), key=keys.KB_NEW_NAME, max_chars=64)
     embedding = st.selectbox(
         t("kb.create.embedding"),
@@ -52,10 +61,15 @@ def create_form(app: Services) -> None:
         format_func=lambda k: by_key[k].name,
         index=list(by_key).index(app.settings.default_embedding),
         key=keys.KB_NEW_EMBEDDING,
+        placeholder=t("select.one"),
     )
     size_col, overlap_col, unit_col = st.columns(3)
     unit = unit_col.selectbox(
-        t("kb.create.unit"), ["chars", "tokens"], format_func=lambda u: t(f"kb.unit.{u}"), key=keys.KB_NEW_UNIT
+        t("kb.create.unit"),
+        ["chars", "tokens"],
+        format_func=lambda u: t(f"kb.unit.{u}"),
+        key=keys.KB_NEW_UNIT,
+        placeholder=t("select.one"),
     )
     size = size_col.number_input(t("kb.create.chunk_size"), 50, 4000, app.settings.chunk_size, 50, key=keys.KB_NEW_SIZE)
     overlap = overlap_col.number_input(
@@ -72,7 +86,8 @@ def create_form(app: Services) -> None:
             show_error(error)
         else:
             st.session_state["kb.just_created"] = kb.name
-            st.toast(t("kb.created", name=kb.name))
+            st.session_state[_CLEAR_NEW_NAME] = True
+            queue_toast(t("kb.created", name=kb.name))
             st.rerun()
 
 
@@ -134,9 +149,10 @@ def manage(app: Services, kb: KnowledgeBase) -> None:
                 except AppError as error:  # another process is writing to it
                     show_error(error)
                     return
-                st.toast(t("kb.deleted", name=kb.name))
                 if not kept:
+                    queue_toast(t("kb.deleted", name=kb.name))
                     st.rerun()
+                st.toast(t("kb.deleted", name=kb.name))
                 for refusal in kept:  # rare: a copy made by hand or tampered with stays, and says why
                     st.warning(refusal.message(lang()), icon="⚠️")
 
@@ -159,7 +175,7 @@ def sources(app: Services, kb: KnowledgeBase, busy: bool) -> None:
             st.write(t("kb.source.remove.confirm"))
             if st.button(t("kb.source.remove.yes"), key=keys.KB_REMOVE_SOURCE + source.id, disabled=busy):
                 try:
-                    st.toast(t("kb.source.removed", n=app.knowledge.remove_source(kb, source)))
+                    queue_toast(t("kb.source.removed", n=app.knowledge.remove_source(kb, source)))
                 except AppError as error:
                     show_error(error)
                 else:
@@ -169,7 +185,10 @@ def sources(app: Services, kb: KnowledgeBase, busy: bool) -> None:
 def add_source(app: Services, kb: KnowledgeBase, busy: bool) -> None:
     """Folder, git or upload: preview first, or ingest straight away."""
     st.caption(t("kb.ingest.help"))
-    folder_tab, git_tab, upload_tab = st.tabs([t("kb.add.folder"), t("kb.add.git"), t("kb.add.upload")])
+    # Stateful, so the tab the user typed in stays open when the page is drawn again (a failure).
+    folder_tab, git_tab, upload_tab = st.tabs(
+        [t("kb.add.folder"), t("kb.add.git"), t("kb.add.upload")], key=keys.KB_ADD_KIND, on_change="rerun"
+    )
     with folder_tab:
         folder = st.text_input(t("kb.ingest.folder"), key=keys.KB_FOLDER).strip()
         _actions(app, kb, "folder", FolderInput(Path(folder)) if folder else None, busy)
@@ -207,21 +226,37 @@ def _start(begin, started=None) -> None:
         begin()
     except AppError as error:
         show_error(error)
+        st.session_state[_SHOWN_ERROR] = error.message(lang())
     else:
         if started:
             started()
         st.rerun()
 
 
+def running_jobs(app: Services) -> None:
+    """Every job running on a knowledge base this user sees, whichever is picked, so a reload
+    or another selection never hides one.
+    """
+    bases = {kb.id: kb for kb in app.knowledge.all()}
+    for job in app.jobs.active():
+        kb = bases.get(job.target.removeprefix("kb:"))
+        if kb is None or job.kind not in _JOB_KINDS:
+            continue
+        cancel = f"{keys.KB_CANCEL}.{job.id}" if app.can(kb, "edit") else None
+        watch(job.id, _describe, t(f"kb.job.running.{job.kind}", name=kb.name), cancel_key=cancel)
+
+
 def job_panel(app: Services, kb: KnowledgeBase, job: JobState | None) -> None:
-    """A running job's progress, or what the last one did."""
-    if job is None:
+    """What the last job on ``kb`` did (running ones show at the top of the page)."""
+    shown_error = st.session_state.pop(_SHOWN_ERROR, None)
+    if job is None or job.active:
         return
-    if job.active:
-        watch(job.id, _describe, t("kb.ingest.running", name=kb.name), cancel_key=keys.KB_CANCEL)
-    elif job.status == "failed":
-        st.error(t("kb.ingest.failed", error=job.error_message(lang())), icon="⚠️")
-        if app.knowledge.is_empty(kb):
+    if job.status == "failed":
+        message = job.error_message(lang())
+        if message != shown_error:  # an action just showed this very error
+            st.error(t("kb.preview.failed" if job.kind == "preview" else "kb.ingest.failed", error=message), icon="⚠️")
+        # A preview writes nothing, so it cannot have left the knowledge base empty.
+        if job.kind != "preview" and app.knowledge.is_empty(kb):
             st.info(t("kb.ingest.failed.empty", name=kb.name))
     elif job.status in {"cancelled", "interrupted"}:
         st.warning(t(f"kb.ingest.{job.status}"))
@@ -238,7 +273,11 @@ def _describe(job: JobState) -> str:
         return t("kb.ingest.waiting", name=job.waiting_for)
     if job.kind == "preview":
         return t("kb.preview.progress", done=int(job.done), total=int(job.total or 0))
-    if job.message == "prepare" or not job.total:
+    if job.kind == "draft":
+        return t("eval.draft.running")
+    if job.kind == "evaluate":
+        return t("eval.progress", done=int(job.done), total=int(job.total or 0), eta=duration(job.eta_s))
+    if job.message == "prepare" or "files_total" not in job.detail:
         return t("kb.ingest.preparing")
     chunks = job.detail.get("chunks_embedded", 0)
     return t(
@@ -292,8 +331,7 @@ def _preview_result(kb: KnowledgeBase, r: dict) -> None:
     types_col.bar_chart(pd.Series(r["files_by_type"], name=t("kb.col.files")))
     if r["token_counts"]:
         tokens_col.caption(t("kb.dry.tokens", limit=r["max_tokens"]))
-        counts, edges = np.histogram(r["token_counts"], bins=min(20, max(1, len(set(r["token_counts"])))))
-        tokens_col.bar_chart(pd.Series(counts, index=[f"{int(e)}" for e in edges[:-1]], name=t("kb.col.chunks")))
+        tokens_col.altair_chart(_token_chart(r["token_counts"], r["max_tokens"]))
     if r["at_limit"]:
         st.warning(t("kb.dry.at_limit", n=r["at_limit"], limit=r["max_tokens"]))
     skipped_table(r["skipped"])
@@ -306,6 +344,31 @@ def _preview_result(kb: KnowledgeBase, r: dict) -> None:
                 )
             )
             st.code(sample["text"], language=None, wrap_lines=True)
+
+
+def _token_chart(counts: list[int], limit: int | None) -> alt.LayerChart | alt.Chart:
+    """Chunks by token count on a numeric axis, with a rule at the model's limit."""
+    bars = (
+        alt.Chart(pd.DataFrame({"tokens": counts}))
+        .mark_bar()
+        .encode(
+            # Bins over the whole axis up to the limit, so bars and ticks stay evenly spaced.
+            x=alt.X(
+                "tokens:Q",
+                bin=alt.Bin(maxbins=20, extent=[0, max(limit or 0, *counts)]),
+                title=t("kb.dry.tokens.axis"),
+            ),
+            y=alt.Y("count():Q", title=t("kb.col.chunks"), axis=alt.Axis(tickMinStep=1, format="d")),
+        )
+    )
+    if not limit:
+        return bars
+    mark = alt.Chart(pd.DataFrame({"limit": [limit], "label": [t("kb.dry.limit", limit=limit)]}))
+    rule = mark.mark_rule(color="#d62728", strokeDash=[5, 3], size=2).encode(x="limit:Q", tooltip=["label:N"])
+    label = mark.mark_text(align="right", dx=-4, dy=-6, color="#d62728").encode(
+        x="limit:Q", y=alt.value(0), text="label:N"
+    )
+    return bars + rule + label
 
 
 def sharing(app: Services, kb: KnowledgeBase) -> None:
@@ -328,69 +391,3 @@ def sharing(app: Services, kb: KnowledgeBase) -> None:
             show_error(error)
         else:
             st.rerun()
-
-
-def chunk_browser(app: Services, kb: KnowledgeBase, editable: bool = True) -> None:
-    """Search and filter the stored chunks; read one with its neighbours; remove a file's chunks."""
-    chunks = app.knowledge.chunk_table(kb)
-    if chunks.empty:
-        st.info(t("kb.chunks.empty"))
-        return
-    search_col, file_col = st.columns(2)
-    query = search_col.text_input(t("kb.chunks.search"), key=keys.KB_SEARCH).strip()
-    files = sorted(chunks["path"].unique())
-    only = file_col.selectbox(
-        t("kb.chunks.file"),
-        [None, *files],
-        key=keys.KB_FILE_FILTER,
-        format_func=lambda p: t("kb.chunks.all_files") if p is None else p,
-    )
-    shown = chunks if only is None else chunks[chunks["path"] == only]
-    if query:
-        shown = shown[shown["text"].str.contains(query, case=False, regex=False)]
-    shown = shown.reset_index(drop=True)
-    st.caption(t("kb.chunks.count", shown=len(shown), total=len(chunks)))
-    st.dataframe(
-        pd.DataFrame(
-            {
-                t("kb.col.path"): shown["path"],
-                t("kb.col.seq"): shown["seq"],
-                t("kb.col.lines"): shown["start_line"].astype(str) + "-" + shown["end_line"].astype(str),
-                t("kb.col.heading"): shown["heading"],
-                t("kb.col.chars"): shown["chars"],
-                t("kb.col.text"): shown["text"].str.slice(0, 160),
-            }
-        ),
-        width="stretch",
-    )
-    if shown.empty:
-        return
-    row = st.number_input(t("kb.chunks.pick"), 0, len(shown) - 1, 0, key=keys.KB_CHUNK_ROW)
-    chunk = shown.iloc[int(row)]
-    _show_chunk(chunks, chunk)
-    if editable and st.button(t("kb.chunks.remove_file") + f" ({chunk['path']})", key=keys.KB_REMOVE_FILE):
-        source = app.knowledge.records.source(chunk["source_id"])
-        try:
-            removed = app.knowledge.remove_file(kb, source, chunk["path"])
-        except AppError as error:
-            show_error(error)
-        else:
-            st.toast(t("kb.chunks.removed", n=removed, path=chunk["path"]))
-            st.rerun()
-
-
-def _show_chunk(chunks: pd.DataFrame, chunk: pd.Series) -> None:
-    same_file = chunks[(chunks["source_id"] == chunk["source_id"]) & (chunks["path"] == chunk["path"])]
-    neighbours = {n["seq"]: n for _, n in same_file.iterrows()}
-    before, after = neighbours.get(chunk["seq"] - 1), neighbours.get(chunk["seq"] + 1)
-    heading = f" · {chunk['heading']}" if chunk["heading"] else ""
-    st.markdown(
-        plain(t("kb.chunks.chunk", path=chunk["path"], start=chunk["start_line"], end=chunk["end_line"]) + heading)
-    )
-    if before is not None:
-        with st.expander(t("kb.chunks.before")):
-            st.code(before["text"], language=None, wrap_lines=True)
-    st.code(chunk["text"], language=None, wrap_lines=True)
-    if after is not None:
-        with st.expander(t("kb.chunks.after")):
-            st.code(after["text"], language=None, wrap_lines=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +18,7 @@ from core.models.prompt_formats import PROMPT_FORMATS
 from core.models.spec import ModelSpec
 from core.services import Services
 from ui import keys
-from ui.common import duration, lang, plain, show_error, t
+from ui.common import clock, duration, lang, plain, queue_toast, show_error, t
 from ui.jobs import first_sight, watch
 
 
@@ -36,20 +38,26 @@ def catalog_table(app: Services, specs: list[ModelSpec]) -> ModelSpec:
             t("models.col.status"): [status_text(app, s.key) for s in specs],
             t("models.col.params"): [s.params_b or None for s in specs],
             t("models.col.size"): [s.download_gb or None for s in specs],
-            t("models.col.memory"): [
+            # The figures are for the device a model would load on: a GPU's own memory (显存) or the machine's (内存).
+            t("models.col.memory.gpu" if available_devices()[0] == "cuda" else "models.col.memory"): [
                 f"{s.mem_bf16_gb} / {s.mem_int8_gb} / {s.mem_int4_gb}" if s.mem_bf16_gb else "" for s in specs
             ],
             t("models.col.source"): [_origin(app, s) for s in specs],
             t("models.col.licence"): [s.licence for s in specs],
         }
     )
-    st.dataframe(table, hide_index=True, width="stretch")
+    # All rows, never a scrolled window of ten: a row just added is the last one.
+    st.dataframe(table, hide_index=True, width="stretch", height="content", placeholder="")
     by_key = {s.key: s for s in specs}
     current = app.models.current
     if st.session_state.get(keys.MODELS_PICK) not in by_key:
         st.session_state[keys.MODELS_PICK] = current.spec.key if current else specs[0].key
     picked = st.selectbox(
-        t("models.catalog.pick"), list(by_key), format_func=lambda k: by_key[k].name, key=keys.MODELS_PICK
+        t("models.catalog.pick"),
+        list(by_key),
+        format_func=lambda k: by_key[k].name,
+        key=keys.MODELS_PICK,
+        placeholder=t("select.one"),
     )
     return by_key[picked]
 
@@ -97,6 +105,7 @@ def download_panel(app: Services, spec: ModelSpec) -> None:
         format_func={"modelscope": "ModelScope", "huggingface": "Hugging Face"}.get,
         index=0 if app.settings.hub == "modelscope" else 1,
         key=keys.MODELS_HUB,
+        placeholder=t("select.one"),
     )
     mirror = right.text_input(
         t("models.download.mirror"),
@@ -121,7 +130,7 @@ def download_panel(app: Services, spec: ModelSpec) -> None:
             except AppError as error:
                 show_error(error)
             else:
-                st.toast(t("models.folder.done", name=spec.name, path=folder.strip()))
+                queue_toast(t("models.folder.done", name=spec.name, path=folder.strip()))
                 st.rerun()
 
 
@@ -150,13 +159,25 @@ def _pypi_download(app: Services, spec: ModelSpec) -> None:
 def _describe_download(job) -> str:
     if job.message in {"join", "convert"}:
         return t(f"models.download.step.{job.message}")
-    rate = job.rate or 0.0
+    text = t(
+        "models.download.progress", done=job.done / 1e9, total=(job.total or 0) / 1e9, rate=(job.rate or 0.0) / 1e6
+    )
+    # Until bytes arrive there is no rate to tell the time left from.
+    return text if job.eta_s is None else text + t("models.download.eta", eta=duration(job.eta_s))
+
+
+def _describe_load(job) -> str:
+    """The stage core reports (step n of m) and how long it and the whole load have taken."""
+    if not job.message:
+        return t("models.load.starting", elapsed=clock(job.elapsed_s))
     return t(
-        "models.download.progress",
-        done=job.done / 1e9,
-        total=(job.total or 0) / 1e9,
-        rate=rate / 1e6,
-        eta=duration(job.eta_s),
+        "models.load.progress",
+        number=int(job.done) + 1,
+        count=int(job.total or 1),
+        stage=t(f"models.load.step.{job.message}"),
+        # A load reports only when a stage starts, so its last update is when this one began.
+        step_elapsed=clock(time.time() - job.updated),
+        elapsed=clock(job.elapsed_s),
     )
 
 
@@ -164,11 +185,7 @@ def resident_panel(app: Services) -> None:
     """What is in memory (or being loaded) now, with the Unload button."""
     job = app.jobs.latest("model", kind="load")
     if job and job.active:
-
-        def step(job) -> str:
-            return t(f"models.load.step.{job.message}") if job.message else ""
-
-        watch(job.id, step, t("models.load.running", name=job.title))
+        watch(job.id, _describe_load, t("models.load.running", name=job.title))
         return
     if job and job.status == "failed":
         st.error(job.error_message(lang()), icon="⚠️")
@@ -193,7 +210,7 @@ def load_panel(app: Services, spec: ModelSpec) -> None:
         device = options.device if options.device != "auto" else available_devices()[0]
         dtype = options.dtype if options.dtype != "auto" else ("float32" if device == "cpu" else "bfloat16")
         check = memory.check(spec, device, options.quantization, dtype)
-        figures = {"needed": check.needed_gb, "free": check.free_gb, "device": device}
+        figures = {"needed": check.needed_gb, "free": check.free_gb, "device": device, "memory": _memory_word(device)}
         (st.caption if check.fits else st.warning)(
             t("models.load.memory" if check.fits else "models.load.memory.warn", **figures)
         )
@@ -209,14 +226,20 @@ def load_panel(app: Services, spec: ModelSpec) -> None:
 
 def _load_options(spec: ModelSpec) -> LoadOptions:
     device_col, dtype_col, quant_col = st.columns(3)
-    device = device_col.selectbox(t("models.load.device"), ["auto", *available_devices()], key=keys.MODELS_DEVICE)
+    device = device_col.selectbox(
+        t("models.load.device"), ["auto", *available_devices()], key=keys.MODELS_DEVICE, placeholder=t("select.one")
+    )
     dtype = dtype_col.selectbox(
-        t("models.load.dtype"), ["auto", "bfloat16", "float16", "float32"], key=keys.MODELS_DTYPE
+        t("models.load.dtype"),
+        ["auto", "bfloat16", "float16", "float32"],
+        key=keys.MODELS_DTYPE,
+        placeholder=t("select.one"),
     )
     quantization = quant_col.selectbox(
         t("models.load.quantization"),
         ["none", "8bit", "4bit"],
         key=keys.MODELS_QUANT,
+        placeholder=t("select.one"),
         disabled=not quantization_available(),
         help=t("models.load.quantization.help"),
     )
@@ -225,6 +248,11 @@ def _load_options(spec: ModelSpec) -> LoadOptions:
         st.warning(t("models.remote_code"), icon="⚠️")
         consent = st.checkbox(t("models.load.consent"), key=f"{keys.MODELS_CONSENT}.{spec.key}")
     return LoadOptions(device=device, dtype=dtype, quantization=quantization, trust_remote_code=consent)
+
+
+def _memory_word(device: str) -> str:
+    # A CUDA GPU has memory of its own (显存); the CPU and Apple's MPS share the machine's (内存).
+    return t("models.memory.word.gpu" if device == "cuda" else "models.memory.word.ram")
 
 
 def delete_panel(app: Services, spec: ModelSpec) -> None:
@@ -237,31 +265,81 @@ def delete_panel(app: Services, spec: ModelSpec) -> None:
             except AppError as error:
                 show_error(error)
             else:
-                st.toast(t("models.deleted", name=spec.name))
+                queue_toast(t("models.deleted", name=spec.name))
                 st.rerun()
+
+
+def remove_panel(app: Services, spec: ModelSpec) -> None:
+    """The button that removes a user's catalog row, after a confirmation that names it."""
+    if st.button(t("models.remove"), key=keys.MODELS_REMOVE, icon=":material/playlist_remove:"):
+        st.session_state[keys.MODELS_REMOVE_ASKED] = spec.key
+    # Kept open by state, not by the click: a run of the whole page must not lose the question.
+    if st.session_state.get(keys.MODELS_REMOVE_ASKED) == spec.key:
+        st.dialog(t("models.remove.title"), on_dismiss=_forget_removal)(_confirm_remove)(app, spec)
+
+
+def _forget_removal() -> None:
+    st.session_state.pop(keys.MODELS_REMOVE_ASKED, None)
+
+
+def _confirm_remove(app: Services, spec: ModelSpec) -> None:
+    st.write(t("models.remove.confirm", name=plain(spec.name)))
+    yes, no = st.columns(2)
+    if yes.button(t("models.remove.yes"), key=keys.MODELS_REMOVE_YES, type="primary", width="stretch"):
+        _forget_removal()
+        app.catalog.remove(spec.key)
+        st.session_state.pop(keys.MODELS_PICK, None)
+        queue_toast(t("models.removed", name=spec.name))
+        st.rerun()
+    if no.button(t("models.remove.cancel"), key=keys.MODELS_REMOVE_CANCEL, width="stretch"):
+        _forget_removal()
+        st.rerun()
+
+
+# Text fields the form empties once a row is added (the prompt format stays as chosen).
+_ADD_FIELDS = (
+    keys.MODELS_ADD_NAME,
+    keys.MODELS_ADD_PATH,
+    keys.MODELS_ADD_REPO,
+    keys.MODELS_ADD_URL,
+    keys.MODELS_ADD_SERVED,
+)
 
 
 def add_model_form(app: Services) -> None:
     """Add a catalog row for a local folder, a hub repository or an OpenAI-compatible server."""
+    st.text_input(t("models.add.name"), key=keys.MODELS_ADD_NAME)
     folder_tab, hub_tab, server_tab = st.tabs([t("models.add.folder"), t("models.add.hub"), t("models.add.server")])
-    name = st.text_input(t("models.add.name"), key=keys.MODELS_ADD_NAME).strip() or None
     with folder_tab:
-        path = st.text_input(t("models.add.path"), key=keys.MODELS_ADD_PATH)
-        fmt = st.selectbox(
+        st.text_input(t("models.add.path"), key=keys.MODELS_ADD_PATH)
+        st.selectbox(
             t("models.add.format"),
             [None, *PROMPT_FORMATS],
             key=keys.MODELS_ADD_FORMAT,
             format_func=lambda f: t("models.add.format.none") if f is None else f,
+            placeholder=t("select.one"),
         )
-        _add_button(app, keys.MODELS_ADD_FOLDER, lambda: row_from_folder(Path(path.strip()), name, fmt))
+        _add_button(app, keys.MODELS_ADD_FOLDER, _folder_row)
     with hub_tab:
-        repo = st.text_input(t("models.add.repo"), key=keys.MODELS_ADD_REPO)
-        _add_button(app, keys.MODELS_ADD_HUB, lambda: row_from_hub(repo, name))
+        st.text_input(t("models.add.repo"), key=keys.MODELS_ADD_REPO)
+        _add_button(app, keys.MODELS_ADD_HUB, lambda name: row_from_hub(_field(keys.MODELS_ADD_REPO), name))
     with server_tab:
-        url = st.text_input(t("models.add.url"), key=keys.MODELS_ADD_URL)
-        served = st.text_input(t("models.add.served"), key=keys.MODELS_ADD_SERVED)
+        st.text_input(t("models.add.url"), key=keys.MODELS_ADD_URL)
+        st.text_input(t("models.add.served"), key=keys.MODELS_ADD_SERVED)
         _server_keys(app)
-        _add_button(app, keys.MODELS_ADD_SERVER, lambda: row_for_endpoint(url, served, name))
+        _add_button(
+            app,
+            keys.MODELS_ADD_SERVER,
+            lambda name: row_for_endpoint(_field(keys.MODELS_ADD_URL), _field(keys.MODELS_ADD_SERVED), name),
+        )
+
+
+def _field(key: str) -> str:
+    return str(st.session_state.get(key) or "").strip()
+
+
+def _folder_row(name: str | None) -> ModelSpec:
+    return row_from_folder(Path(_field(keys.MODELS_ADD_PATH)), name, st.session_state.get(keys.MODELS_ADD_FORMAT))
 
 
 def _server_keys(app: Services) -> None:
@@ -275,13 +353,23 @@ def _server_keys(app: Services) -> None:
     st.caption(t("models.add.keys", servers=servers))
 
 
-def _add_button(app: Services, key: str, make_row) -> None:
-    if st.button(t("models.add.button"), key=key):
-        try:
-            row = make_row()
-        except AppError as error:
-            show_error(error)
-            return
-        app.catalog.add(row)
-        st.toast(t("models.added", name=row.name))
-        st.rerun()
+def _add_button(app: Services, key: str, make_row: Callable[[str | None], ModelSpec]) -> None:
+    st.button(t("models.add.button"), key=key, on_click=_add_row, args=(app, key, make_row))
+    failed = st.session_state.get(keys.MODELS_ADD_FAILED)
+    if failed and failed[0] == key:
+        show_error(st.session_state.pop(keys.MODELS_ADD_FAILED)[1])
+
+
+def _add_row(app: Services, key: str, make_row: Callable[[str | None], ModelSpec]) -> None:
+    # A callback, so it runs before the widgets are drawn: the only time their values can be
+    # set, which is how the form empties in the browser and the picker moves to the new row.
+    try:
+        row = make_row(_field(keys.MODELS_ADD_NAME) or None)
+    except AppError as error:
+        st.session_state[keys.MODELS_ADD_FAILED] = (key, error)
+        return
+    app.catalog.add(row)
+    for field in _ADD_FIELDS:
+        st.session_state[field] = ""
+    st.session_state[keys.MODELS_PICK] = row.key
+    queue_toast(t("models.added", name=row.name))

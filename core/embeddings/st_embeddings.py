@@ -88,8 +88,12 @@ class SentenceTransformerEmbeddings(Embeddings):
     """A sentence-transformers model with L2-normalised vectors.
 
     It runs on the GPU in float16 when there is one, else on the CPU, in bfloat16 where the
-    CPU supports it natively.
+    CPU supports it natively. ``max_tokens`` (the catalog row's) caps the model's own limit.
     """
+
+    backend = "torch"
+    backend_reason = ""
+    backend_note = ""
 
     def __init__(
         self,
@@ -98,6 +102,7 @@ class SentenceTransformerEmbeddings(Embeddings):
         device: str | None = None,
         query_prefix: str = "",
         passage_prefix: str = "",
+        max_tokens: int | None = None,
     ) -> None:
         import torch
         from sentence_transformers import SentenceTransformer
@@ -106,6 +111,9 @@ class SentenceTransformerEmbeddings(Embeddings):
         dtype = getattr(torch, embedding_dtype(device))
         kwargs = {"model_kwargs": {"dtype": dtype}} if dtype != torch.float32 else {}
         self._model: Any = SentenceTransformer(source, device=device, **kwargs)
+        limit = self._model.max_seq_length
+        if max_tokens and (limit is None or max_tokens < limit):
+            self._model.max_seq_length = max_tokens
         with _threads_lock:  # not while a query has lowered the process value
             self._threads = torch.get_num_threads()
         # Batches padded to a multiple of 64 tokens come in a handful of shapes, so the CPU

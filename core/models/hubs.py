@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlparse
 
+from core.credentials import address_without_credentials
 from core.errors import AccessDenied, HubUnreachable, RepoNotFound
 
 if TYPE_CHECKING:
@@ -92,10 +93,12 @@ class ModelScopeClient:
         from modelscope_hub import HubApi, HubConfig
 
         config = HubConfig(endpoint=endpoint)
+        host = urlparse(config.endpoint).hostname or ""
+        official = host.removeprefix("www.") in {"modelscope.cn", "modelscope.ai"}
+        self.name = "ModelScope" if official else address_without_credentials(config.endpoint)
         self._api = HubApi(config=config)
         self._session = requests.Session()
         if config.token:
-            host = urlparse(config.endpoint).hostname or ""
             self._session.cookies.set("m_session_id", config.token, domain=host, path="/")
             self._session.headers["Authorization"] = f"Bearer {config.token}"
 
@@ -152,6 +155,8 @@ class HuggingFaceClient:
 
         self.endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
         official = urlparse(self.endpoint).hostname in {"huggingface.co", "hf.co"}
+        # Errors name the mirror itself: "Cannot reach Hugging Face" sends people to the wrong place.
+        self.name = "Hugging Face" if official else address_without_credentials(self.endpoint)
         # A third-party mirror never gets the user's Hugging Face token.
         self._token: str | bool | None = None if official else False
         self._api = HfApi(endpoint=self.endpoint, token=self._token)

@@ -15,6 +15,7 @@ from core.app_files import AppFiles
 from core.embeddings.st_embeddings import cpu_has_native_bf16
 from core.errors import (
     EmbeddedModelMissing,
+    ModelFolderNotFound,
     ModelLoadFailed,
     ModelNotDownloaded,
     ModelOutOfMemory,
@@ -27,7 +28,24 @@ from core.models.spec import ModelSpec
 from core.settings import Settings
 
 Device = Literal["auto", "cuda", "mps", "cpu"]
-Progress = Callable[[str], None]
+LoadStage = Literal["convert", "weights", "warmup"]
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadStep:
+    """The stage a load has reached: ``stage`` is step ``number`` of ``count`` for this load.
+
+    The stages, in order: ``convert`` (the bundled model's one-off conversion to a model folder),
+    ``weights`` (reading the tokenizer and weights onto the device), ``warmup`` (compiling the
+    GPU decode step). A load runs only those it needs, so ``count`` differs from load to load.
+    """
+
+    stage: LoadStage
+    number: int
+    count: int
+
+
+Progress = Callable[[LoadStep], None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,32 +152,43 @@ def pick_dtype(spec: ModelSpec, device: str, requested: str = "auto") -> str:
 
 
 def load(spec: ModelSpec, settings: Settings, options: LoadOptions, progress: Progress | None = None) -> LoadedModel:
-    """Load ``spec`` with ``options``; raises an :class:`AppError` the user can act on."""
-    report = progress or (lambda _msg: None)
+    """Load ``spec`` with ``options``; raises an :class:`AppError` the user can act on.
+
+    ``progress`` hears a :class:`LoadStep` as each stage starts.
+    """
     started = time.perf_counter()
     if spec.trust_remote_code and not options.trust_remote_code:
         raise RemoteCodeNotAllowed(name=spec.name)
-    if spec.source == "embedded":
-        report("convert")
-        folder = embedded.ensure_converted(model_folder(spec, settings), AppFiles(settings.data_dir))
-    else:
-        folder = model_folder(spec, settings)
-        if not is_downloaded(spec, settings):
-            raise ModelNotDownloaded(name=spec.name, path=folder)
+    folder = model_folder(spec, settings)
+    if spec.local_path and not folder.is_dir():
+        raise ModelFolderNotFound(path=str(folder))
+    if spec.source != "embedded" and not is_downloaded(spec, settings):
+        raise ModelNotDownloaded(name=spec.name, path=folder)
     device = pick_device(options.device)
     dtype = pick_dtype(spec, device, options.dtype)
+    report = _stage_reporter(
+        progress,
+        convert=spec.source == "embedded" and not embedded.is_converted(folder),
+        # Only the CUDA fast path warms up; the engine may still decline it for this model.
+        warmup=device == "cuda" and options.fast_generation and options.quantization == "none",
+    )
+    if spec.source == "embedded":
+        report("convert")
+        folder = embedded.ensure_converted(folder, AppFiles(settings.data_dir))
     report("weights")
     try:
         model, tokenizer = _from_folder(folder, spec, device, dtype, options)
     except (MemoryError, torch_out_of_memory()) as exc:
         release_memory()
-        raise ModelOutOfMemory(name=spec.name, needed=f"{spec.mem_bf16_gb} GB") from exc
+        raise ModelOutOfMemory(name=spec.name, needed=f"{spec.mem_bf16_gb} GB", device=device) from exc
     except Exception as exc:
         release_memory()
         raise ModelLoadFailed(name=spec.name, detail=f"{type(exc).__name__}: {_short(exc)}") from exc
     _install_prompt_format(tokenizer, spec)
     engine = Engine(model, fast=options.fast_generation)
-    engine.warm_up(model.config.vocab_size, report)
+    if engine.fast:
+        report("warmup")
+    engine.warm_up(model.config.vocab_size)
     return LoadedModel(
         spec=spec,
         model=model,
@@ -171,6 +200,16 @@ def load(spec: ModelSpec, settings: Settings, options: LoadOptions, progress: Pr
         options=options,
         engine=engine,
     )
+
+
+def _stage_reporter(progress: Progress | None, *, convert: bool, warmup: bool) -> Callable[[LoadStage], None]:
+    stages: list[LoadStage] = [*(["convert"] if convert else []), "weights", *(["warmup"] if warmup else [])]
+
+    def report(stage: LoadStage) -> None:
+        if progress and stage in stages:
+            progress(LoadStep(stage, stages.index(stage) + 1, len(stages)))
+
+    return report
 
 
 def _from_folder(folder: Path, spec: ModelSpec, device: str, dtype: str, options: LoadOptions) -> tuple[Any, Any]:

@@ -75,3 +75,12 @@ def in_use() -> dict[str, float]:
     if torch is not None and torch.cuda.is_available():
         usage["gpu_gb"] = torch.cuda.memory_allocated() / _GB
     return usage
+
+
+def cuda_available() -> bool:
+    """Whether PyTorch sees a CUDA GPU here (False without PyTorch)."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()

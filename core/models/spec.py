@@ -72,6 +72,7 @@ class ModelSpec:
     defaults: GenerationDefaults = GenerationDefaults()
     licence: str = ""
     notes: str = ""
+    notes_zh: str = ""  # ``notes`` in Chinese, for the Chinese pages
     local_path: str | None = None
     base_url: str | None = None
     api_model: str | None = None
@@ -83,6 +84,10 @@ class ModelSpec:
     # (quoted from the sources) first, and labels generated ones as the demo model's.
     demo: bool = False
     pieces: PypiPieces | None = None
+
+    def description(self, lang: str) -> str:
+        """The row's notes in ``lang`` ("en" or "zh"); English where no Chinese is written."""
+        return self.notes_zh if lang == "zh" and self.notes_zh else self.notes
 
     def hub_id(self, hub: str) -> str | None:
         """The repository id on ``hub`` ("modelscope" or "huggingface")."""

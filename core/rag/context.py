@@ -41,6 +41,14 @@ def format_context(docs: list[Document]) -> str:
 
 
 _JOINERS = frozenset("_-./")
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+# Letters, digits and "_" other than Chinese, Japanese and Korean ones (which have no spaces
+# between words): the characters of one identifier or word.
+_WORD_CHAR = rf"[^\W{_CJK}]"
+# Where a mark would break the Markdown a snippet shows: inline code, a link's target, a URL.
+_UNMARKABLE = re.compile(
+    r"`[^`\n]*`|\]\([^)\s]*\)?|<[a-z][a-z0-9+.-]*:[^\s>]*>?|\b(?:https?|ftp)://\S+|\bwww\.\S+", re.I
+)
 
 
 def snippet(text: str, words: list[str], width: int = 280) -> list[tuple[str, bool]]:
@@ -50,27 +58,39 @@ def snippet(text: str, words: list[str], width: int = 280) -> list[tuple[str, bo
     >>> snippet("LMDeploy 支持 AWQ 量化", ["awq"], width=80)
     [('LMDeploy 支持 ', False), ('AWQ', True), (' 量化', False)]
 
-    Words joined by ``_``, ``-``, ``.`` or ``/`` are marked as one, so an identifier reads whole:
-
-    >>> snippet("run api_server now", ["api", "_", "server"], width=80)
-    [('run ', False), ('api_server', True), (' now', False)]
-
-    A Latin word is marked from its start, and whole, so a question's "listen" marks "listens"
-    but nothing inside "glisten":
+    A Latin word is marked from a word's start to its end, ``_`` and digits being part of the
+    word, so an identifier reads whole and "listen" marks "listens" but nothing inside "glisten"
+    or "api_client":
 
     >>> snippet("it listens, glistening", ["listen"], width=80)
     [('it ', False), ('listens', True), (', glistening', False)]
+    >>> snippet("run api_server, not my_api", ["api"], width=80)
+    [('run ', False), ('api_server', True), (', not my_api', False)]
+
+    Words joined by ``-``, ``.`` or ``/`` are marked as one; Chinese words wherever they are:
+
+    >>> snippet("用 InternLM2-7B 部署", ["internlm2", "7b", "部署"], width=80)
+    [('用 ', False), ('InternLM2-7B', True), (' ', False), ('部署', True)]
+
+    Nothing is marked inside inline code, a link's target or a URL, where a mark would break them:
+
+    >>> snippet("[Hub](https://hub.example/hub) and `hub_cli` hub", ["hub"], width=80)
+    [('[', False), ('Hub', True), ('](https://hub.example/hub) and `hub_cli` ', False), ('hub', True)]
     """
     words = [w for w in words if any(ch.isalnum() for ch in w)]
     lowered = text.lower()
     hits = [i for i in (lowered.find(w) for w in words if w) if i >= 0]
     start = max(0, min(hits) - width // 4) if hits else 0
     window = text[start : start + width]
+    # Found in the whole text, so a URL that the window cuts is still known for one.
+    blocked = [(m.start() - start, m.end() - start) for m in _UNMARKABLE.finditer(text)]
     pieces: list[tuple[str, bool]] = []
     pattern = "|".join(_word_pattern(w) for w in sorted({w for w in words if w}, key=len, reverse=True))
     position = 0
     if pattern:
         for match in re.finditer(pattern, window, flags=re.IGNORECASE):
+            if any(b_start < match.end() and match.start() < b_end for b_start, b_end in blocked):
+                continue
             gap = window[position : match.start()]
             if pieces and pieces[-1][1] and _JOINERS.issuperset(gap):
                 pieces[-1] = (pieces[-1][0] + gap + match.group(0), True)
@@ -90,7 +110,7 @@ def snippet(text: str, words: list[str], width: int = 280) -> list[tuple[str, bo
 
 
 def _word_pattern(word: str) -> str:
-    """A regex for ``word`` in a snippet: Latin words from a word start to the word's end."""
-    if word.isascii() and word[0].isalnum():
-        return rf"(?<![a-z0-9]){re.escape(word)}[a-z0-9]*"  # matched ignoring case
-    return re.escape(word)
+    """A regex for ``word`` in a snippet: a Latin word from a word's start to its end."""
+    if not re.match(_WORD_CHAR, word):
+        return re.escape(word)  # Chinese, Japanese or Korean: wherever it is
+    return rf"(?<!{_WORD_CHAR}){re.escape(word)}{_WORD_CHAR}*"

@@ -157,3 +157,42 @@ def test_why_a_follow_up_was_not_rewritten_is_shown(app, docs_folder):
     assert any(
         "Searched with the question as asked: the rewrite was skipped (this model cannot rewrite)" in n for n in notes
     )
+
+
+def _fresh_session():
+    from streamlit.testing.v1 import AppTest
+
+    from tests.app.conftest import ENTRY
+
+    fresh = AppTest.from_file(str(ENTRY), default_timeout=60)
+    fresh.session_state["lang"] = "en"
+    return fresh.run()
+
+
+def test_a_knowledge_base_is_searched_from_the_start(app, docs_folder):
+    app.switch_page("pages/chat.py").run()  # visited before any knowledge base exists
+    assert app.multiselect(key="chat.kbs").value == []
+    _ingested_app(app, docs_folder)
+    assert app.multiselect(key="chat.kbs").value == ["docs"]  # preselected, not the model alone
+    app.multiselect(key="chat.kbs").unselect("docs").run()
+    app.switch_page("pages/knowledge.py").run()
+    app.switch_page("pages/chat.py").run()
+    assert app.multiselect(key="chat.kbs").value == []  # the user's own empty choice is kept
+
+
+def test_the_knowledge_base_answers_last_came_from_is_preselected(app, docs_folder, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "serving.md").write_text("# Serving\n\nThe server listens on port 23333.\n")
+    _ingested_app(app, docs_folder)
+    app.switch_page("pages/knowledge.py").run()
+    app.text_input(key="kb.new_name").input("serving notes").run()
+    app.button(key="kb.create").click().run()
+    app.text_input(key="kb.folder").input(str(other)).run()
+    app.button(key="kb.ingest.folder").click().run()
+    wait_for_jobs()
+    app.switch_page("pages/chat.py").run()
+    app.multiselect(key="chat.kbs").unselect("docs").select("serving notes").run()
+    _ask(app, "Which port does the server listen on?")
+    fresh = _fresh_session().switch_page("pages/chat.py").run()
+    assert fresh.multiselect(key="chat.kbs").value == ["serving notes"]  # not the first one, "docs"

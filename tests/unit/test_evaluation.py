@@ -71,10 +71,43 @@ def test_run_measures_recall_mrr_citations_and_answers(bases, kb):
 
 
 def test_drafted_questions_expect_their_own_file(bases, kb):
-    llm = GenericFakeChatModel(messages=iter([AIMessage("What does lmdeploy quantize?\nextra"), AIMessage("Q?")]))
+    llm = GenericFakeChatModel(messages=iter([AIMessage("1. Question: How long does pasta boil?\nextra")] * 2))
     drafted = draft_questions(llm, bases.records.chunks(kb.id), 2)
     assert {q.source for q in drafted} == {"quant.md", "pasta.md"}
-    assert "What does lmdeploy quantize?" in {q.question for q in drafted}
+    assert {q.source: q.question for q in drafted}["pasta.md"] == "How long does pasta boil?"
+
+
+def test_drafted_questions_are_in_their_file_s_language(bases, kb):
+    prompts = []
+
+    class Recording(GenericFakeChatModel):
+        def invoke(self, messages, **kwargs):
+            prompts.append(messages[0].content)
+            return super().invoke(messages, **kwargs)
+
+    # A small model answers in English whatever it is asked: that question cannot ask about a Chinese file.
+    llm = Recording(messages=iter([AIMessage("What is supported?")] * 2))
+    drafted = {q.source: q.question for q in draft_questions(llm, bases.records.chunks(kb.id), 2)}
+    assert drafted["pasta.md"] == "What is supported?"
+    assert drafted["quant.md"] == "文档中关于“量化”是怎么说的？"  # made from the heading, in Chinese
+    chinese_prompt = next(p for p in prompts if "lmdeploy" in p)
+    assert "请用中文" in chinese_prompt and "关键句：lmdeploy 支持 AWQ 4bit 权重量化。" in chinese_prompt
+
+
+def test_drafting_spreads_over_files_and_skips_chunks_without_prose():
+    from core.knowledge.records import ChunkRecord
+
+    def chunk(path, seq, text):
+        return ChunkRecord(f"{path}{seq}", "kb", "s", path, seq, 1, 2, "", text)
+
+    chunks = [chunk("a.md", n, f"Section {n} explains how the server handles requests.") for n in range(10)]
+    chunks += [chunk("b.md", 0, "The cache stores quantized weights for faster loading.")]
+    chunks += [chunk("c.md", 0, "```\nx\n```")]
+    llm = GenericFakeChatModel(messages=iter([AIMessage("Where is it?")] * 6))
+    drafted = draft_questions(llm, chunks, 3)
+    assert len(drafted) == 3 and {q.source for q in drafted} == {"a.md", "b.md"}  # not three from a.md
+    llm = GenericFakeChatModel(messages=iter([AIMessage("Where is it?")] * 6))
+    assert draft_questions(llm, chunks, 3) == drafted  # the same draw every time
 
 
 def test_sets_and_runs_are_kept(tmp_path, bases, kb):

@@ -1,6 +1,7 @@
 from langchain_core.documents import Document
 
 from core.rag.answer import link_citations
+from core.rag.context import snippet
 from core.rag.extractive import QuickAnswer, cost, highlights, quick_answer, quick_answer_markdown
 from core.rag.sentences import split_sentences
 
@@ -131,3 +132,24 @@ def test_highlights_mark_exactly_the_quoted_sentences_of_a_source():
     marked = [text for text, marked in pieces if marked]
     assert "本作由光荣和ω-force合作开发，并由任天堂发行！" in marked
     assert highlights(WEATHER, answer.quotes, source=1) == [(WEATHER, False)]
+
+
+def _marked(pieces: list[tuple[str, bool]]) -> list[str]:
+    return [piece for piece, marked in pieces if marked]
+
+
+def test_question_words_are_never_marked_inside_links_urls_or_inline_code():
+    text = "From the [HuggingFace Hub](https://huggingface.co/docs/hub); see https://hub.example/x or `hub_login`."
+    pieces = snippet(text, ["huggingface", "hub"])
+    assert "".join(p for p, _ in pieces) == text  # nothing is lost
+    assert _marked(pieces) == ["HuggingFace", "Hub"]  # the link's words, not its target, the URL or the code
+
+
+def test_identifiers_are_marked_whole_and_never_from_their_middle():
+    pieces = snippet("Call api_client.get() or my_api, then API2 and apis", ["api"])
+    assert _marked(pieces) == ["api_client", "API2", "apis"]
+
+
+def test_chinese_words_are_marked_inside_chinese_text():
+    pieces = snippet("我们用api_client调用部署好的服务", ["api", "部署"])
+    assert "部署" in "".join(_marked(pieces)) and "api_client" in "".join(_marked(pieces))

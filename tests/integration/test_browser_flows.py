@@ -1,0 +1,167 @@
+"""Newcomer flows in a real browser (Debian's Chromium through Playwright, the app served on
+loopback with the bundled models): exporting a stopped answer, reloading during an ingestion,
+confirming a file's removal, and Chat starting with a knowledge base. Each flow keeps a
+screenshot in test-artifacts/ for people to look at."""
+
+# The browser fixtures are test_browser.py's, imported by name, which pytest's arguments shadow.
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+from core.app_files import AppFiles
+from core.conversations import Conversations, Message
+from core.knowledge.records import Records
+from core.locks import Locks
+from core.settings import Settings
+from tests.integration.test_browser import (  # noqa: F401 - fixtures used by name
+    _shot,
+    browser,
+    chromium,
+    page,
+    running_app,
+)
+
+STOPPED_ANSWER = "Install it, then start the server:\n\n```bash\npip install lmdeploy\nlmdeploy serve api_server"
+
+
+def _create_and_ingest(page, name: str, folder, preview_shot: str | None = None) -> None:
+    page.get_by_role("link", name="Knowledge").click()
+    page.get_by_label("Name (any language)").fill(name)
+    page.get_by_role("button", name="Create").click()
+    page.get_by_label("Folder path on this machine").fill(str(folder))
+    page.get_by_label("Folder path on this machine").press("Enter")
+    if preview_shot:
+        page.get_by_role("button", name="Preview").click()
+        page.get_by_text("2 files would be read").wait_for(timeout=120_000)
+        chart = page.locator("[data-testid=stVegaLiteChart]").last
+        chart.scroll_into_view_if_needed()
+        chart.locator("canvas, svg").first.wait_for()
+        page.wait_for_timeout(1000)  # the chart's drawing
+        _shot(page, preview_shot)
+    page.get_by_role("button", name="Ingest").click()
+
+
+def _two_files(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "serving.md").write_text("# Serving\n\nRun the api_server command. The server listens on port 23333.\n")
+    (docs / "pasta.md").write_text("# Pasta\n\nBoil the pasta for ten minutes, then add the sauce.\n")
+    return docs
+
+
+def test_a_stopped_answer_inside_a_code_block_exports_as_valid_markdown(chromium, tmp_path, page):
+    from markdown_it import MarkdownIt
+
+    from tests.integration.test_browser import _serve
+
+    data = tmp_path / "data"
+    data.mkdir()
+    store = Conversations(data / "conversations", AppFiles(data))
+    conversation = store.create("Serving")
+    conversation.messages += [
+        Message("user", "How do I serve a model?"),
+        Message("assistant", STOPPED_ANSWER, stopped=True, feedback=1, question_used="How to serve a model"),
+        Message("user", "Which port?"),
+        Message("assistant", "Port 23333."),
+    ]
+    store.save(conversation)
+    served = _serve(tmp_path)
+    url = next(served)
+    try:
+        page.set_default_timeout(30_000)
+        page.goto(url)
+        page.get_by_role("link", name="Chat").click()
+        page.get_by_text("Port 23333.").wait_for()
+        # On screen as well, the unfinished code block ends before the next question.
+        assert "Which port?" in page.locator("[data-testid=stChatMessage]").nth(2).inner_text()
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Export as Markdown").click()
+        exported = download.value.path().read_text(encoding="utf-8")
+        _shot(page, "flow-export")
+    finally:
+        next(served, None)
+    tokens = MarkdownIt().parse(exported)
+    fences = [t for t in tokens if t.type == "fence"]
+    assert len(fences) == 1 and "Which port?" not in fences[0].content  # closed where the answer stopped
+    paragraphs = [t.content for t in tokens if t.type == "inline"]
+    assert "Which port?" in paragraphs and "Port 23333." in paragraphs
+    assert "Searched for: How to serve a model" in paragraphs and "Feedback: 👍 helpful" in paragraphs
+
+
+def test_a_running_ingestion_is_still_shown_after_a_reload(chromium, running_app, page, tmp_path):
+    docs = _two_files(tmp_path)
+    page.set_default_timeout(60_000)
+    page.goto(running_app)
+    page.get_by_role("link", name="Knowledge").click()
+    page.get_by_label("Name (any language)").fill("a first base")
+    page.get_by_role("button", name="Create").click()
+    page.get_by_role("heading", name="Your knowledge bases").wait_for()
+    page.get_by_label("Folder path on this machine").wait_for()  # the page is drawn for the new base
+    # Another process writes to the second base, so its ingestion waits (and runs) until released.
+    records = Records(Settings(data_dir=tmp_path / "data").db_path)
+    page.get_by_text("New knowledge base").click()  # folded away once a base exists
+    page.get_by_label("Name (any language)").fill("b busy base")
+    page.get_by_role("button", name="Create").click()
+    page.get_by_role("combobox", name="Knowledge base").and_(page.locator("[value='b busy base']")).wait_for()
+    lock = Locks(tmp_path / "data").kb(records.kb_by_name("b busy base").id)
+    lock.acquire()
+    try:
+        page.get_by_label("Folder path on this machine").fill(str(docs))
+        page.get_by_label("Folder path on this machine").press("Enter")
+        page.get_by_role("button", name="Ingest").click()
+        page.get_by_text("Ingesting into “b busy base”").wait_for()
+        page.reload()
+        page.get_by_role("heading", name="Knowledge bases", exact=True).wait_for()
+        # A new session starts on the first base, and the running job is still at the top.
+        page.get_by_text("Ingesting into “b busy base”").wait_for()
+        page.get_by_text("another process is writing").wait_for()
+        _shot(page, "flow-reload-running")
+    finally:
+        lock.release()
+    page.get_by_text("Ingesting into “b busy base”").wait_for(state="detached", timeout=120_000)
+
+
+def test_removing_a_file_asks_in_a_dialog_that_names_it(chromium, running_app, page, tmp_path):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    docs = _two_files(tmp_path)
+    page.set_default_timeout(60_000)
+    page.goto(running_app)
+    _create_and_ingest(page, "removal", docs, preview_shot="flow-preview-chart")
+    page.get_by_text("2 file(s) ingested").wait_for(timeout=180_000)
+    table = page.locator("[data-testid=stDataFrame]").last
+    table.scroll_into_view_if_needed()
+    remove = page.get_by_role("button", name="Remove the chunks of")
+    for _ in range(5):  # the grid draws its rows a moment after it appears
+        box = table.bounding_box()
+        page.mouse.click(box["x"] + 14, box["y"] + 35 + 17)  # the first row's selection box
+        try:
+            remove.wait_for(timeout=3000)
+            break
+        except PlaywrightTimeout:
+            continue
+    remove.wait_for()
+    target = remove.inner_text().split("Remove the chunks of ")[1].rstrip("…").strip()
+    remove.dblclick()  # a double click must not remove two files
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text(f"Remove all 1 chunks of {target}").wait_for()
+    _shot(page, "flow-remove-dialog")
+    dialog.get_by_role("button", name="Yes, remove them").click()
+    page.get_by_text(f"Removed 1 chunks of {target}").wait_for()
+    page.get_by_text("1 of 1 chunks").wait_for()
+
+
+def test_chat_starts_with_a_knowledge_base_selected(chromium, running_app, page, tmp_path):
+    docs = _two_files(tmp_path)
+    page.set_default_timeout(60_000)
+    page.goto(running_app)
+    page.get_by_role("link", name="Chat").click()  # before any knowledge base exists
+    page.get_by_placeholder("None: chat with the model alone").wait_for()
+    _create_and_ingest(page, "browser docs", docs)
+    page.get_by_text("2 file(s) ingested").wait_for(timeout=180_000)
+    page.get_by_role("link", name="Chat").click()
+    picker = page.locator("[data-testid=stMultiSelect]").first
+    picker.get_by_text("browser docs").wait_for()  # selected, not the model alone
+    assert page.get_by_placeholder("None: chat with the model alone").count() == 0
+    page.get_by_text("Load a model on the Models page first.").wait_for()  # the page is drawn
+    _shot(page, "flow-chat-preselected")
