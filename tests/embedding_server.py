@@ -31,17 +31,6 @@ class EmbeddingServer(LocalServer):
         server = self
 
         class Handler(QuietHandler):
-            def _json(self, status: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client stopped waiting (a timeout test): nobody to answer
-
             def _error(self, status: int, message: str, code: str) -> None:
                 self._json(status, {"error": {"message": message, "type": "invalid_request_error", "code": code}})
 

@@ -31,14 +31,6 @@ class OpenAIServer(LocalServer):
                     return False
                 return True
 
-            def _json(self, status: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
             def do_GET(self):
                 if self.path == "/v1/models" and self._authorised():
                     self._json(200, {"object": "list", "data": [{"id": server.model, "object": "model"}]})

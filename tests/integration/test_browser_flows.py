@@ -165,3 +165,28 @@ def test_chat_starts_with_a_knowledge_base_selected(chromium, running_app, page,
     assert page.get_by_placeholder("None: chat with the model alone").count() == 0
     page.get_by_text("Load a model on the Models page first.").wait_for()  # the page is drawn
     _shot(page, "flow-chat-preselected")
+
+
+def test_stop_keeps_the_partial_answer_and_the_conversation(chromium, running_app, page):
+    question = "Tell me a long story about a cat who learns to sail across the sea."
+    page.set_default_timeout(60_000)
+    page.goto(running_app)
+    page.get_by_role("link", name="Models").click()
+    page.get_by_role("button", name="Load", exact=True).click()
+    page.get_by_text("In memory: SmolLM2-135M-Instruct").wait_for(timeout=240_000)
+    page.get_by_role("link", name="Chat").click()  # no knowledge base: the model alone writes
+    page.get_by_placeholder("Ask a question about your documents").fill(question)
+    page.keyboard.press("Enter")
+    answer = page.locator("[data-testid=stChatMessage]").nth(1)
+    answer.wait_for()
+    page.wait_for_function(
+        "() => (document.querySelectorAll('[data-testid=stChatMessage]')[1]?.innerText || '').length > 40",
+        timeout=120_000,
+    )
+    page.get_by_role("button", name="Stop").click()
+    page.get_by_text("(stopped)").wait_for()
+    partial = page.locator("[data-testid=stChatMessage]").nth(1).inner_text()
+    assert len(partial.replace("(stopped)", "").strip()) > 20  # what was written is still there
+    page.locator("[data-testid=stChatMessage]").first.get_by_text(question).wait_for()
+    page.locator("[data-testid=stSidebar]").get_by_text(question[:20]).first.wait_for()  # in the list
+    _shot(page, "flow-stop")

@@ -42,24 +42,26 @@ class Progress:
         self.reports.append(report)
 
 
-def test_the_next_group_is_embedded_while_the_last_one_is_written(bases, kb, tmp_path, fake_embeddings):
-    records = bases.records
-    real_replace = records.replace_files
-    seen = []
+def test_the_next_group_is_embedded_while_the_last_one_is_written(bases, kb, tmp_path, fake_embeddings, monkeypatch):
+    writes, embeds = [], []
+    real_write, real_embed = Ingestion._write, fake_embeddings.embed_documents
 
-    def slow_first_write(*args, **kwargs):
-        if not seen:
-            before = fake_embeddings.embedded
-            deadline = time.monotonic() + 10
-            while fake_embeddings.embedded == before and time.monotonic() < deadline:
-                time.sleep(0.01)
-            seen.append(fake_embeddings.embedded > before)
-        return real_replace(*args, **kwargs)
+    def slow_write(self, collection, write):
+        started = time.monotonic()
+        time.sleep(1.0)  # a slow disk or a big index: the embedding should not wait for it
+        real_write(self, collection, write)
+        writes.append((started, time.monotonic()))
 
-    records.replace_files = slow_first_write
+    def embed(texts):
+        embeds.append(time.monotonic())
+        return real_embed(texts)
+
+    monkeypatch.setattr(Ingestion, "_write", slow_write)
+    fake_embeddings.embed_documents = embed
     report = _run(bases, kb, _folder(tmp_path / "src"), batch=2)  # groups of 16 chunks
 
-    assert seen == [True]  # embedding went on while the first group's records were written
+    first_start, first_end = writes[0]
+    assert any(first_start < at < first_end for at in embeds)  # embedding went on meanwhile
     stats = bases.stats(kb)
     assert stats.chunks == stats.vectors == report.chunks_added > 32
 
@@ -105,3 +107,10 @@ def test_on_a_gpu_the_job_sends_bigger_batches_than_the_cpu_setting(bases, kb, t
     _run(bases, kb, _folder(tmp_path / "src", files=40), batch=8)
     assert max(fake_embeddings.calls) > 8
     assert max(fake_embeddings.calls) <= ingest.GPU_BATCH
+
+
+def test_chroma_keeps_only_vectors_and_the_records_keep_the_text(bases, kb, tmp_path):
+    _run(bases, kb, _folder(tmp_path / "src", files=2), batch=8)
+    stored = bases.collection(kb).get(include=["documents"])
+    assert stored["ids"] and all(doc is None for doc in stored["documents"])
+    assert "Paragraph 0 of file 1" in " ".join(bases.chunk_table(kb)["text"])
