@@ -97,5 +97,12 @@ if (typed or again) and llm is not None:
             chat.settle(app.conversations, turn, answer, spec.name if spec else None, bool(spec and spec.demo))
             if answer.needs_model:
                 pieces = answer.stream(llm, **choices.generation)
-                st.write_stream(chat.stream_reply(app.conversations, turn, answer, pieces))
+                reply = chat.stream_reply(app.conversations, turn, answer, pieces)
+                try:
+                    st.write_stream(reply)
+                finally:
+                    # Stop interrupts the stream where it is; closing it saves what was written
+                    # before the rerun draws the conversation (left to the garbage collector,
+                    # that could come after the rerun, and show an empty answer).
+                    reply.close()
             st.rerun()
