@@ -14,12 +14,15 @@ from ui.chat_view import (
     current_conversation,
     render_message,
     settings_panel,
+    turn_in_flight,
+    wait_for_stopped_turn,
 )
 from ui.common import ensure_entry, plain, show_error, t
 
 ensure_entry()
 app = acting()
 st.title(t("chat.title"))
+wait_for_stopped_turn()
 conversation = current_conversation(app)
 
 try:
@@ -63,46 +66,46 @@ for index, message in enumerate(conversation.messages):
 
 typed = st.chat_input(t("chat.input"), key=keys.CHAT_INPUT, disabled=llm is None)
 if (typed or again) and llm is not None:
-    if typed:
-        turn = chat.ask(app.conversations, conversation, typed)
-        with st.chat_message("user"):
-            st.markdown(typed)
-    else:
-        turn = chat.answer_again(app.conversations, conversation, again[0])
-    without_kb = bool(again and again[1])
-    settings = choices.answer if typed else dataclasses.replace(choices.answer, mode="generate")
-    with st.chat_message("assistant"):
-        # Stop interrupts this run wherever it is (rewriting, searching or streaming); the
-        # question and whatever was written are saved already.
-        st.button(t("chat.stop"), key=keys.CHAT_STOP, icon=":material/stop:")
-        rewriting = st.empty()
-        try:
-            kbs = [] if without_kb else [app.knowledge.get(name) for name in choices.kbs]
-            searcher = app.searcher(choices.reranker) if kbs else None
-            with st.spinner(t("chat.searching")):
-                answer = prepare_answer(
-                    turn.question,
-                    turn.history,
-                    llm,
-                    searcher,
-                    kbs,
-                    choices.search,
-                    settings,
-                    on_rewrite=lambda text: rewriting.caption(plain(f"{t('chat.rewriting')} {text}")),
-                )
-        except AppError as error:
-            chat.abandon(app.conversations, turn)
-            show_error(error)
+    with turn_in_flight():
+        if typed:
+            turn = chat.ask(app.conversations, conversation, typed)
+            with st.chat_message("user"):
+                st.markdown(typed)
         else:
-            chat.settle(app.conversations, turn, answer, spec.name if spec else None, bool(spec and spec.demo))
-            if answer.needs_model:
-                pieces = answer.stream(llm, **choices.generation)
-                reply = chat.stream_reply(app.conversations, turn, answer, pieces)
-                try:
-                    st.write_stream(reply)
-                finally:
-                    # Stop interrupts the stream where it is; closing it saves what was written
-                    # before the rerun draws the conversation (left to the garbage collector,
-                    # that could come after the rerun, and show an empty answer).
-                    reply.close()
-            st.rerun()
+            turn = chat.answer_again(app.conversations, conversation, again[0])
+        without_kb = bool(again and again[1])
+        settings = choices.answer if typed else dataclasses.replace(choices.answer, mode="generate")
+        with st.chat_message("assistant"):
+            # Stop interrupts this run wherever it is (rewriting, searching or streaming); the
+            # question and whatever was written are saved already.
+            st.button(t("chat.stop"), key=keys.CHAT_STOP, icon=":material/stop:")
+            rewriting = st.empty()
+            try:
+                kbs = [] if without_kb else [app.knowledge.get(name) for name in choices.kbs]
+                searcher = app.searcher(choices.reranker) if kbs else None
+                with st.spinner(t("chat.searching")):
+                    answer = prepare_answer(
+                        turn.question,
+                        turn.history,
+                        llm,
+                        searcher,
+                        kbs,
+                        choices.search,
+                        settings,
+                        on_rewrite=lambda text: rewriting.caption(plain(f"{t('chat.rewriting')} {text}")),
+                    )
+            except AppError as error:
+                chat.abandon(app.conversations, turn)
+                show_error(error)
+            else:
+                chat.settle(app.conversations, turn, answer, spec.name if spec else None, bool(spec and spec.demo))
+                if answer.needs_model:
+                    pieces = answer.stream(llm, **choices.generation)
+                    reply = chat.stream_reply(app.conversations, turn, answer, pieces)
+                    try:
+                        st.write_stream(reply)
+                    finally:
+                        # Stop interrupts the stream where it is; closing it saves what was
+                        # written (left to the garbage collector, that could come much later).
+                        reply.close()
+                st.rerun()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import threading
+from collections.abc import Iterator
 
 import streamlit as st
 from langchain_core.documents import Document
@@ -19,11 +22,39 @@ from core.rag.prompts import qa_template
 from core.rag.retrieval import SearchSettings
 from core.services import Services
 from ui import keys
-from ui.common import lang, plain, t
+from ui.common import lang, plain, services, t
+from ui.source_page import page_button
 
 MODES = ["hybrid", "rrf", "dense", "mmr", "keyword"]
 _KBS_PICKED = "chat.kbs_picked"  # whether the user chose the knowledge bases (state, not a widget)
 ANSWER_MODES = ["generate", "quick", "sources"]
+# How long a run waits for this session's stopped answer to be saved (a model stops at its next
+# token, well within this on any machine that answers at all).
+STOPPED_TURN_WAIT_S = 15.0
+
+
+@contextlib.contextmanager
+def turn_in_flight() -> Iterator[None]:
+    """Mark this session's answer as being written until the block ends, however it ends.
+
+    Streamlit starts the next run as soon as a button is pressed (``runner.fastReruns``), in a
+    new thread, while the run that was answering is still stopping: that run saves the answer
+    in its ``finally``, so without this the next run can draw the conversation before the
+    stopped answer's last words (or any of them) are saved.
+    """
+    done = threading.Event()
+    st.session_state[keys.CHAT_TURN] = done
+    try:
+        yield
+    finally:
+        done.set()
+
+
+def wait_for_stopped_turn() -> None:
+    """Wait until this session's previous answer, if one was still being written, is saved."""
+    done = st.session_state.get(keys.CHAT_TURN)
+    if done is not None:
+        done.wait(STOPPED_TURN_WAIT_S)
 
 
 def keep(key: str, default: object) -> None:
@@ -283,6 +314,7 @@ def show_sources(message: Message, conversation_id: str, index: int, question: s
             st.markdown(_highlighted(source["text"], words, source.get("quotes")))
             with st.popover(t("chat.source.whole")):
                 st.code(source["text"], language=None, wrap_lines=True)
+            page_button(services(), source.get("source_id", ""), source["path"], source.get("page"), f"{anchor}.page")
 
 
 def _highlighted(text: str, words: list[str], quotes: list[list[int]] | None = None) -> str:

@@ -100,6 +100,7 @@ CHAT_TEMPLATE = "chat.template"
 CHAT_TEMPLATE_RESET = "chat.template_reset"
 CHAT_INPUT = "chat.input"
 CHAT_STOP = "chat.stop"
+CHAT_TURN = "chat.turn"  # set once this session's answer in progress is saved (state, not a widget)
 CHAT_CONVERSATION = "chat.conversation"  # the id of the conversation shown (state, not a widget)
 CHAT_PICK = "chat.pick."  # + a digest of the conversations' titles
 CHAT_NEW = "chat.new"
