@@ -64,8 +64,10 @@ for index, message in enumerate(conversation.messages):
         if offer_kb or offer_write:
             again = (index, bool(offer_kb))
 
-typed = st.chat_input(t("chat.input"), key=keys.CHAT_INPUT, disabled=llm is None)
-if (typed or again) and llm is not None:
+# Quick answers and sources need only the knowledge bases, not a model.
+answerable = llm is not None or bool(choices.kbs and choices.answer.mode != "generate")
+typed = st.chat_input(t("chat.input"), key=keys.CHAT_INPUT, disabled=not answerable)
+if (typed or again) and answerable:
     with turn_in_flight():
         if typed:
             turn = chat.ask(app.conversations, conversation, typed)

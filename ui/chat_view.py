@@ -145,8 +145,8 @@ class ChatChoices:
 def settings_panel(app: Services, model_defaults: dict, spec: ModelSpec | None) -> ChatChoices:
     """Knowledge bases, search and answer settings, the prompt template.
 
-    With the demo model the answer starts as a quick answer (quoted, no model); each kind of
-    model keeps its own choice, so loading a real model starts with written answers.
+    With no model or the demo model the answer starts as a quick answer (quoted, no model);
+    each keeps its own choice, so loading a real model starts with written answers.
     """
     names = [kb.name for kb in app.knowledge.all()]
     keep(keys.CHAT_KBS, [])
@@ -164,9 +164,9 @@ def settings_panel(app: Services, model_defaults: dict, spec: ModelSpec | None) 
         placeholder=t("chat.kbs.none"),
         on_change=lambda: st.session_state.update({_KBS_PICKED: True}),
     )
-    demo = bool(spec and spec.demo)
-    mode_key = f"{keys.CHAT_ANSWER_MODE}.{'demo' if demo else 'model'}"
-    keep(mode_key, "quick" if demo else "generate")
+    quick_first = spec is None or spec.demo
+    mode_key = f"{keys.CHAT_ANSWER_MODE}.{'demo' if quick_first else 'model'}"
+    keep(mode_key, "quick" if quick_first else "generate")
     answer_mode = st.radio(
         t("chat.answer_mode"),
         ANSWER_MODES,

@@ -344,8 +344,8 @@ TEXT: dict[str, dict[str, str]] = {
     "kb.add.upload": {"en": "Upload files", "zh": "上传文件"},
     "kb.ingest.folder": {"en": "Folder path on this machine", "zh": "本机上的文件夹路径"},
     "kb.ingest.help": {
-        "en": "Markdown, text, code, notebooks, HTML, PDF, Word and CSV files are read. .gitignore is respected; binaries, tool folders, lock files and similar are skipped, each with its reason. Adding a source again only updates what changed.",
-        "zh": "读取 Markdown、文本、代码、Notebook、HTML、PDF、Word 和 CSV 文件。遵循 .gitignore；二进制文件、工具目录、锁文件等会被跳过并列出原因。再次添加同一来源只会更新有变化的部分。",
+        "en": "Markdown, text, code, notebooks, HTML, PDF, Word, Excel (xlsx, xls), CSV, PowerPoint (pptx) and EPUB files are read. .gitignore is respected; binaries, tool folders, lock files and similar are skipped, each with its reason. Adding a source again only updates what changed.",
+        "zh": "读取 Markdown、文本、代码、Notebook、HTML、PDF、Word、Excel（xlsx、xls）、CSV、PowerPoint（pptx）和 EPUB 文件。遵循 .gitignore；二进制文件、工具目录、锁文件等会被跳过并列出原因。再次添加同一来源只会更新有变化的部分。",
     },
     "kb.git.url": {"en": "Repository URL (https or ssh)", "zh": "仓库地址（https 或 ssh）"},
     "kb.git.url.help": {
@@ -482,6 +482,23 @@ TEXT: dict[str, dict[str, str]] = {
     "kb.col.path": {"en": "File", "zh": "文件"},
     "kb.col.seq": {"en": "#", "zh": "序号"},
     "kb.col.lines": {"en": "Lines", "zh": "行"},
+    "kb.col.page": {"en": "Page", "zh": "页"},
+    "kb.chunks.on_page": {"en": "p. {page}", "zh": "第 {page} 页"},
+    "kb.page.show": {"en": "See page {page}", "zh": "查看第 {page} 页"},
+    "kb.page.caption": {"en": "{path}, page {page}", "zh": "{path}，第 {page} 页"},
+    "kb.page.download": {"en": "Download {path}", "zh": "下载 {path}"},
+    "kb.page.missing": {
+        "en": "The page cannot be shown: {error}",
+        "zh": "无法显示该页：{error}",
+    },
+    "kb.dry.ocr": {
+        "en": "{pages} page(s) have no text layer (scans, images) and will be read by OCR: about {time} on this machine.",
+        "zh": "有 {pages} 页没有文字层（扫描件、图片），将用 OCR 识别：在本机约需 {time}。",
+    },
+    "kb.ingest.ocr": {
+        "en": " · OCR of {file}: page {done}/{total}",
+        "zh": " · 正在 OCR 识别 {file}：第 {done}/{total} 页",
+    },
     "kb.col.heading": {"en": "Section", "zh": "章节"},
     "kb.col.chars": {"en": "Characters", "zh": "字符数"},
     "kb.col.text": {"en": "Text", "zh": "内容"},
@@ -601,7 +618,10 @@ TEXT: dict[str, dict[str, str]] = {
     },
     "chat.template.reset": {"en": "Reset the template", "zh": "恢复默认模板"},
     "chat.model": {"en": "Model: {name}", "zh": "模型：{name}"},
-    "chat.no_model": {"en": "Load a model on the Models page first.", "zh": "请先在“模型”页面加载模型。"},
+    "chat.no_model": {
+        "en": "No model is loaded: answers are quoted from your knowledge bases. Load a model on the Models page for written answers.",
+        "zh": "尚未加载模型：回答直接引用知识库原文。要让模型撰写回答，请在“模型”页面加载模型。",
+    },
     "chat.input": {"en": "Ask a question about your documents", "zh": "就文档提出问题"},
     "chat.stop": {"en": "Stop", "zh": "停止"},
     "chat.stopped": {"en": "(stopped)", "zh": "（已停止）"},

@@ -196,3 +196,24 @@ def test_the_knowledge_base_answers_last_came_from_is_preselected(app, docs_fold
     _ask(app, "Which port does the server listen on?")
     fresh = _fresh_session().switch_page("pages/chat.py").run()
     assert fresh.multiselect(key="chat.kbs").value == ["serving notes"]  # not the first one, "docs"
+
+
+def test_without_a_model_questions_get_quick_answers_from_the_knowledge_base(app, docs_folder, monkeypatch):
+    from core.errors import NoModelLoaded
+    from core.models.manager import ModelManager
+
+    def no_model(self, **generation):
+        raise NoModelLoaded()
+
+    monkeypatch.setattr(ModelManager, "chat_model", no_model)
+    _ingested_app(app, docs_folder)
+    assert "No model is loaded: answers are quoted from your knowledge bases" in app.info[0].value
+    assert not app.chat_input(key="chat.input").proto.disabled
+    _ask(app, "LMDeploy 支持哪些量化？")
+    assert not app.exception
+    assistant = app.chat_message[1]
+    assert assistant.caption[0].value.startswith("Quick answer: sentences quoted from your sources")
+    assert "AWQ 4bit" in assistant.markdown[0].value and "](#src-" in assistant.markdown[0].value
+    # With the model alone (no knowledge base) there is nothing to quote: the input waits for a model.
+    app.multiselect(key="chat.kbs").unselect("docs").run()
+    assert app.chat_input(key="chat.input").proto.disabled

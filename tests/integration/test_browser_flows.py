@@ -163,7 +163,7 @@ def test_chat_starts_with_a_knowledge_base_selected(chromium, running_app, page,
     picker = page.locator("[data-testid=stMultiSelect]").first
     picker.get_by_text("browser docs").wait_for()  # selected, not the model alone
     assert page.get_by_placeholder("None: chat with the model alone").count() == 0
-    page.get_by_text("Load a model on the Models page first.").wait_for()  # the page is drawn
+    page.get_by_text("No model is loaded: answers are quoted").wait_for()  # the page is drawn
     _shot(page, "flow-chat-preselected")
 
 
