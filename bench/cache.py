@@ -1,4 +1,5 @@
-"""An on-disk cache of embeddings for benchmarks, so a re-run does not embed the same texts again.
+"""On-disk caches of embeddings and chat replies for benchmarks, so a re-run does not embed
+or generate the same thing again.
 
 It wraps any LangChain ``Embeddings`` and lives in the system's temporary folder (never in
 the repository). Timed runs bypass it; it only serves stages that measure quality.
@@ -6,14 +7,21 @@ the repository). Timed runs bypass it; it only serves stages that measure qualit
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import sqlite3
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
 CACHE_DIR = Path(os.environ.get("KBA_BENCH_CACHE", Path(tempfile.gettempdir()) / "kba-bench-cache"))
 
@@ -58,3 +66,54 @@ class CachedEmbeddings(Embeddings):
     def embed_query(self, text: str) -> list[float]:
         """A query, from the cache where possible."""
         return self._cached("query", [text], lambda texts: [self.inner.embed_query(texts[0])])[0]
+
+
+class CachedChatModel(BaseChatModel):
+    """``inner``'s replies, remembered by (model name, messages, generation settings), with the
+    seconds the reply took when it was first generated.
+
+    Generation on this CPU is the slow part of the answer benchmark (seconds per answer); the
+    figures that are computed from the replies (citations, declines) can then be re-measured
+    after a change to the pipeline's checks without generating again. A changed prompt is a
+    new key, so it is generated anew.
+    """
+
+    inner: BaseChatModel
+    model: str
+
+    @property
+    def _llm_type(self) -> str:
+        return "cached"
+
+    def _key(self, messages: list[BaseMessage], kwargs: dict) -> str:
+        turns = [(m.type, m.text) for m in messages]
+        settings = sorted((k, repr(v)) for k, v in kwargs.items())
+        return hashlib.sha256(json.dumps([self.model, turns, settings], ensure_ascii=False).encode()).hexdigest()
+
+    def _db(self) -> sqlite3.Connection:
+        CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(CACHE_DIR / "generations.sqlite3")
+        db.execute("CREATE TABLE IF NOT EXISTS g (key TEXT PRIMARY KEY, text TEXT, seconds REAL)")
+        return db
+
+    def reply(self, messages: list[BaseMessage], **kwargs: Any) -> tuple[str, float]:
+        """The reply to ``messages`` and the seconds it took to generate (once)."""
+        key = self._key(messages, kwargs)
+        with contextlib.closing(self._db()) as db:
+            row = db.execute("SELECT text, seconds FROM g WHERE key = ?", (key,)).fetchone()
+        if row:
+            return row[0], row[1]
+        started = time.perf_counter()
+        text = "".join(chunk.text for chunk in self.inner.stream(messages, **kwargs))
+        seconds = time.perf_counter() - started
+        with contextlib.closing(self._db()) as db, db:
+            db.execute("INSERT OR REPLACE INTO g VALUES (?, ?, ?)", (key, text, seconds))
+        return text, seconds
+
+    def _generate(self, messages: list[BaseMessage], stop=None, run_manager=None, **kwargs: Any) -> ChatResult:
+        text, _ = self.reply(messages, **kwargs)
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(text))])
+
+    def _stream(self, messages: list[BaseMessage], stop=None, run_manager=None, **kwargs: Any):
+        text, _ = self.reply(messages, **kwargs)
+        yield ChatGenerationChunk(message=AIMessageChunk(text))

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from core.conversations import Conversation, Conversations, Message
 from core.rag.answer import Answer, Turn, finished_text
+from core.rag.extractive import Quote
 
 SAVE_EVERY_S = 1.0
 
@@ -77,10 +78,7 @@ def settle(
         reply.kind, reply.stopped = answer.mode, False
         if answer.mode == "quick":
             reply.content = reply.shown = answer.quick_markdown()
-            quotes = answer.quick.quotes if answer.quick else ()
-            for source in reply.sources:
-                source["quotes"] = [[q.start, q.end] for q in quotes if q.source == source["rank"]]
-                source["cited"] = "quoted" if source["quotes"] else None
+            _mark_quotes(reply.sources, answer.quick.quotes if answer.quick else ())
     else:
         reply.kind = "generated"
     store.save(turn.conversation)
@@ -106,15 +104,22 @@ def stream_reply(store: Conversations, turn: PendingTurn, answer: Answer, pieces
     finally:
         reply.content = "".join(received)
         reply.stopped = not finished
-        reply.shown, attribution = finished_text(answer, reply.content)
-        kinds: dict[int, str] = {}
-        for sentence in attribution.sentences:
-            for number in sentence.sources:
-                if sentence.kind == "cited" or kinds.get(number) != "cited":
-                    kinds[number] = sentence.kind
+        finished = finished_text(answer, reply.content)
+        reply.shown = finished.shown
+        _mark_quotes(reply.sources, finished.quotes.quotes if finished.quotes else ())
+        kinds = finished.source_kinds()
         for source in reply.sources:
             source["cited"] = kinds.get(source["rank"])
         store.save(turn.conversation)
+
+
+def _mark_quotes(sources: list[dict[str, Any]], quotes: Sequence[Quote]) -> None:
+    """Record in each source the character ranges quoted from it (to highlight them), and
+    mark it "quoted" when any are.
+    """
+    for source in sources:
+        source["quotes"] = [[q.start, q.end] for q in quotes if q.source == source["rank"]]
+        source["cited"] = "quoted" if source["quotes"] else None
 
 
 def source_records(answer: Answer) -> list[dict[str, Any]]:

@@ -35,7 +35,7 @@ defaults = generation.settings() or (
     {"temperature": spec.defaults.temperature, "max_new_tokens": spec.defaults.max_new_tokens} if spec else {}
 )
 with st.sidebar:
-    choices = settings_panel(app, defaults, spec)
+    choices = settings_panel(app, defaults, spec, quick_first=llm is None or bool(spec and spec.demo))
     conversations_sidebar(app, conversation)
 
 if llm is None:

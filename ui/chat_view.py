@@ -142,7 +142,7 @@ class ChatChoices:
     generation: dict
 
 
-def settings_panel(app: Services, model_defaults: dict, spec: ModelSpec | None) -> ChatChoices:
+def settings_panel(app: Services, model_defaults: dict, spec: ModelSpec | None, quick_first: bool) -> ChatChoices:
     """Knowledge bases, search and answer settings, the prompt template.
 
     With no model or the demo model the answer starts as a quick answer (quoted, no model);
@@ -164,7 +164,6 @@ def settings_panel(app: Services, model_defaults: dict, spec: ModelSpec | None) 
         placeholder=t("chat.kbs.none"),
         on_change=lambda: st.session_state.update({_KBS_PICKED: True}),
     )
-    quick_first = spec is None or spec.demo
     mode_key = f"{keys.CHAT_ANSWER_MODE}.{'demo' if quick_first else 'model'}"
     keep(mode_key, "quick" if quick_first else "generate")
     answer_mode = st.radio(

@@ -216,7 +216,7 @@ class Prepared:
         """
         shown = text
         if self.answered_by == "model":
-            shown, _ = finished_text(self.answer, text)
+            shown = finished_text(self.answer, text).shown
         return {
             "answer": shown,
             "text": text,

@@ -29,9 +29,12 @@ from core.rag.context import format_context
 from core.rag.extractive import QuickAnswer, quick_answer, quick_answer_markdown
 from core.rag.followup import Rewrite, rewrite_followup
 from core.rag.prompts import (
+    DECLINED_QUOTES_EN,
+    DECLINED_QUOTES_ZH,
     NO_CONTEXT_EN,
     NO_CONTEXT_ZH,
     chat_system_prompt,
+    declines,
     fill,
     qa_system_prompt,
     qa_template,
@@ -83,6 +86,7 @@ class Answer:
     mode: AnswerMode = "generate"
     rewrite: Rewrite | None = None
     quick: QuickAnswer | None = None
+    lang: str = "zh"
 
     @property
     def standalone(self) -> str:
@@ -162,7 +166,7 @@ def prepare_answer(
         )
     standalone = rewrite.question if rewrite else question
     hits = searcher.search(standalone, kbs, search or SearchSettings())
-    answer = Answer(question, hits, [], grounded=True, mode=settings.mode, rewrite=rewrite)
+    answer = Answer(question, hits, [], grounded=True, mode=settings.mode, rewrite=rewrite, lang=settings.lang)
     if hits and settings.mode == "quick":
         answer.quick = quick_answer(standalone, answer.docs)
     context = format_context(answer.docs) or (NO_CONTEXT_ZH if settings.lang == "zh" else NO_CONTEXT_EN)
@@ -205,19 +209,57 @@ def _window(history: Sequence[Turn], settings: AnswerSettings) -> list[BaseMessa
     return kept
 
 
-def finished_text(answer: Answer, text: str) -> tuple[str, Attribution]:
+@dataclasses.dataclass(frozen=True)
+class Finished:
+    """A finished reply as a reader sees it: ``shown`` with the matched citations ``*[n]*`` and
+    doubts ``*[?]*`` added; its ``attribution``; and ``quotes``, the quick answer shown under a
+    reply that declined although sources passed the floor (None otherwise).
+    """
+
+    shown: str
+    attribution: Attribution
+    quotes: QuickAnswer | None = None
+
+    def source_kinds(self) -> dict[int, str]:
+        """How each source number is used: "cited" by the model, "matched" to a sentence, or
+        "quoted" under a declining reply (the strongest kind when several apply).
+        """
+        kinds: dict[int, str] = {}
+        for sentence in self.attribution.sentences:
+            for number in sentence.sources:
+                if sentence.kind == "cited" or kinds.get(number) != "cited":
+                    kinds[number] = sentence.kind
+        for number in self.quotes.sources if self.quotes else ():
+            kinds.setdefault(number, "quoted")
+        return kinds
+
+
+def finished_text(answer: Answer, text: str) -> Finished:
     """A finished reply as shown: matched citations added as ``*[n]*``, unsupported sentences
-    flagged ``*[?]*``, citations that point nowhere dropped; and the attribution itself.
+    flagged ``*[?]*``, citations that point nowhere dropped.
+
+    A reply that says the sources lack the answer, although some passed the relevance floor,
+    is followed by the quick answer, labelled as quotes: small models decline answers their
+    top source holds, and the reader then still sees the passages' best sentences, quoted.
     """
     attribution = answer.cite(text)
-    return (attributed_markdown(attribution) if answer.grounded else text), attribution
+    if not answer.grounded:
+        return Finished(text, attribution)
+    shown = attributed_markdown(attribution)
+    if not (answer.hits and declines(text)):
+        return Finished(shown, attribution)
+    quotes = answer.quick or quick_answer(answer.standalone, answer.docs)
+    if not quotes.quotes:
+        return Finished(shown, attribution)
+    label = DECLINED_QUOTES_ZH if answer.lang == "zh" else DECLINED_QUOTES_EN
+    return Finished(f"{shown}\n\n{label}\n\n{quick_answer_markdown(quotes)}", attribution, quotes)
 
 
 @dataclasses.dataclass(frozen=True)
 class Reply:
     """A finished answer: ``text`` as said (the model's words, or the quotes of a quick
-    answer; empty when nothing fit), ``shown`` with the citations a reader sees, and the
-    sources, numbered from 1 as the ``[n]`` refer to them.
+    answer; empty when nothing fit), ``shown`` with the citations a reader sees, the sources,
+    numbered from 1 as the ``[n]`` refer to them, and how each source number is used.
     """
 
     text: str
@@ -225,6 +267,7 @@ class Reply:
     sources: list[Document]
     refused: bool
     attribution: Attribution | None
+    source_kinds: dict[int, str] = dataclasses.field(default_factory=dict)
 
 
 def complete(answer: Answer, llm: BaseChatModel | None = None, **generation: Any) -> Reply:
@@ -233,12 +276,13 @@ def complete(answer: Answer, llm: BaseChatModel | None = None, **generation: Any
     """
     if answer.no_match or not answer.needs_model:
         text = answer.quick_markdown()
-        return Reply(text, text, answer.docs, answer.no_match, None)
+        quoted = dict.fromkeys(answer.quick.sources if answer.quick else (), "quoted")
+        return Reply(text, text, answer.docs, answer.no_match, None, quoted)
     if llm is None:
         raise ValueError("a written answer needs a chat model")
     text = "".join(answer.stream(llm, **generation))
-    shown, attribution = finished_text(answer, text)
-    return Reply(text, shown, answer.docs, False, attribution)
+    finished = finished_text(answer, text)
+    return Reply(text, finished.shown, answer.docs, False, finished.attribution, finished.source_kinds())
 
 
 def cited_numbers(text: str, count: int) -> list[int]:

@@ -5,7 +5,8 @@ A sentence that cites a real source is ``cited``, unless the source does not sup
 another does: then the citation is taken out (``corrected``). An uncited sentence is ``matched``
 to the source that contains the largest (rarity-weighted) share of its words and Chinese
 character pairs, if that share reaches ``SUPPORT_THRESHOLD``, and ``unsupported`` otherwise. Code, and sentences
-too short to judge ("Yes."), are ``plain``: neither claimed nor doubted.
+too short to judge ("Yes."), and a sentence saying the sources lack the answer, are ``plain``:
+neither claimed nor doubted.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Literal
 
 from langchain_core.documents import Document
 
+from core.rag.prompts import declines
 from core.rag.sentences import features, overlap, split_sentences, weights
 
 # The least share of a sentence's weighted words a source must contain to be named as its
@@ -145,7 +147,8 @@ def _credit(sentence: str, code: bool, sources: list[str], threshold: float) -> 
         return (), "plain", 0.0
     cited = tuple(dict.fromkeys(int(n) for n in _CITATION.findall(sentence)))
     wanted = features(_CITATION.sub("", sentence))
-    if not cited and len(wanted) < MIN_FEATURES:
+    # "The sources do not contain this." claims nothing a source could support.
+    if not cited and (len(wanted) < MIN_FEATURES or declines(sentence)):
         return (), "plain", 0.0
     weighted = weights(wanted, sources)
     scores = [overlap(source, weighted) for source in sources]

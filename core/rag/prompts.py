@@ -48,6 +48,30 @@ CONDENSE_QUESTION_PROMPT_EN = (
     "Conversation:\n{history}\n\nFollow-up question: {question}\nStandalone question:"
 )
 
+# How a model says the sources lack the answer: the instructions above ask for the first of
+# each language's, and models also put it in their own words.
+DECLINE_PHRASES = (
+    "资料中没有",
+    "没有找到相关",
+    "未找到相关",
+    "没有提到",
+    "未提及",
+    "无法回答",
+    "do not contain",
+    "does not contain",
+    "don't contain",
+    "doesn't contain",
+    "not mentioned",
+    "no information",
+    "cannot answer",
+    "can't answer",
+)
+# Said before the quotes shown under such a reply (see core.rag.answer.finished_text).
+DECLINED_QUOTES_ZH = "模型认为资料中没有答案。以下是资料中与问题最接近的原句（直接引用）："
+DECLINED_QUOTES_EN = (
+    "The model found no answer in the sources. Their sentences closest to the question, quoted as they are:"
+)
+
 NO_CONTEXT_ZH = "（没有找到相关资料）"
 NO_CONTEXT_EN = "(no relevant sources were found)"
 
@@ -84,3 +108,13 @@ def chat_system_prompt(lang: str) -> str:
 def condense_prompt(lang: str) -> str:
     """The question-rewriting prompt (variables: ``{history}``, ``{question}``) in ``lang``."""
     return CONDENSE_QUESTION_PROMPT_ZH if lang == "zh" else CONDENSE_QUESTION_PROMPT_EN
+
+
+def declines(text: str) -> bool:
+    """Whether a reply says that the sources do not hold the answer.
+
+    >>> declines("资料中没有找到相关内容。"), declines("The sources do not contain this."), declines("AWQ [1].")
+    (True, True, False)
+    """
+    lowered = text.lower().replace("’", "'")
+    return any(phrase in lowered for phrase in DECLINE_PHRASES)

@@ -75,6 +75,21 @@ def test_an_answer_that_cites_nothing_gets_matched_citations(store, bases, kb):
     assert saved.sources[0]["cited"] == "matched"
 
 
+def test_a_declining_answer_shows_the_sources_best_sentences_marked_in_them(store, bases, kb):
+    conversation = store.create()
+    turn = chat.ask(store, conversation, "LMDeploy 支持哪些量化？")
+    answer = prepare_answer(turn.question, turn.history, _llm(), Searcher(bases), [kb], SEARCH, AnswerSettings())
+    chat.settle(store, turn, answer)
+    list(chat.stream_reply(store, turn, answer, iter(["资料中没有找到相关内容。"])))
+    saved = store.get(conversation.id).messages[1]
+    assert saved.content == "资料中没有找到相关内容。" and "*[?]*" not in saved.shown
+    assert "模型认为资料中没有答案" in saved.shown and "AWQ 4bit" in saved.shown
+    quoted = saved.sources[0]
+    assert quoted["path"] == "quant.md" and quoted["cited"] == "quoted"
+    start, end = quoted["quotes"][0]
+    assert quoted["text"][start:end] in saved.shown
+
+
 def test_a_quick_answer_quotes_the_sources_without_a_model(store, bases, kb):
     conversation = store.create()
     turn = chat.ask(store, conversation, "LMDeploy 支持哪些量化？")

@@ -176,6 +176,24 @@ def test_complete_finishes_an_answer_as_the_chat_page_does(bases, kb):
     assert complete(refused).refused and complete(refused).text == ""
 
 
+def test_a_reply_that_declines_what_the_sources_hold_is_followed_by_their_quotes(bases, kb):
+    search = SearchSettings(k=2, threshold=0.0)
+    settings = AnswerSettings(lang="zh", mode="generate")
+    answer = prepare_answer("lmdeploy 支持哪些量化？", [], None, Searcher(bases), [kb], search, settings)
+    reply = complete(answer, _llm("资料中没有找到相关内容。"))
+    declined, quotes = reply.shown.split("\n\n", 1)
+    assert declined == "资料中没有找到相关内容。"
+    assert (
+        quotes.startswith("模型认为资料中没有答案")
+        and "> lmdeploy 支持 AWQ 4bit 权重量化 和 KV cache int8 量化。 [1]" in quotes
+    )
+    assert reply.source_kinds == {1: "quoted"} and reply.text == "资料中没有找到相关内容。"
+    # An answer is not followed by quotes, and neither is a decline when no source passed the floor.
+    assert "模型认为" not in complete(answer, _llm("lmdeploy 支持 AWQ [1]。")).shown
+    nothing = prepare_answer("lmdeploy 支持哪些量化？", [], None, Searcher(bases), [kb], SearchSettings(threshold=1.01))
+    assert complete(nothing).refused
+
+
 def test_context_numbers_sources_in_rank_order():
     docs = [
         Document("A", metadata={"path": "a.md", "start_line": 1, "end_line": 4}),
