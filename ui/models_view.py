@@ -197,6 +197,9 @@ def resident_panel(app: Services) -> None:
         return
     left, right = st.columns([4, 1], vertical_alignment="center")
     left.success(t("models.loaded", name=resident.spec.name, device=resident.device, dtype=resident.dtype or "-"))
+    engine = getattr(resident, "engine", None)  # a model server has none: it generates elsewhere
+    if engine is not None:
+        left.caption(t("models.engine.fast") if engine.fast else plain(t("models.engine.plain", reason=engine.reason)))
     if right.button(t("models.unload"), key=keys.MODELS_UNLOAD):
         app.models.unload()
         st.rerun()

@@ -4,8 +4,10 @@ Plain ``generate`` re-dispatches every layer from Python for each new token and 
 cache as it goes, so a 7B model decodes at a small fraction of what the GPU's memory allows.
 On CUDA, for models that support it, the engine keeps one preallocated ``StaticCache`` (fixed
 shapes: the decode step is compiled once and replayed as a CUDA graph) and warms it up while
-the model loads. Every ``generate`` call runs on the engine's one worker thread, because CUDA
-graph state lives per thread and the shared cache serves one request at a time. Anything the
+the model loads. Every ``generate`` call of every engine runs on the process's one generation
+thread: CUDA graphs recorded by ``torch.compile`` belong to the thread that recorded them, so
+with a thread per engine every model after the first failed its warm-up and lost the fast
+path; and the static cache serves one request at a time. Anything the
 fast path cannot do (CPU, MPS, prompts longer than the cache, an unsupported model, a failed
 warm-up) runs as plain dynamic-cache ``generate``.
 """
@@ -13,6 +15,7 @@ warm-up) runs as plain dynamic-cache ``generate``.
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 from typing import Any
 
 # Long enough for a grounded prompt (several chunks, a history) plus the answer; the cache
@@ -20,13 +23,25 @@ from typing import Any
 MAX_CACHE_TOKENS = 8192
 WARMUP_PROMPT_LENGTHS = (17, 100)
 
+_thread: concurrent.futures.ThreadPoolExecutor | None = None
+_thread_lock = threading.Lock()
+
+
+def generation_thread() -> concurrent.futures.ThreadPoolExecutor:
+    """The process's one generation thread (started on first use, kept for the process's life)."""
+    global _thread
+    with _thread_lock:
+        if _thread is None:
+            _thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
+        return _thread
+
 
 class Engine:
     """One model's generation worker; ``fast`` says whether the static-cache path is on."""
 
     def __init__(self, model: Any, fast: bool = True) -> None:
         self.model = model
-        self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
+        self._worker = generation_thread()
         self._cache: Any = None
         self._compile: Any = None
         self.max_cache_len = 0
@@ -96,13 +111,14 @@ class Engine:
             self._worker.submit(torch._dynamo.reset).result()
 
     def close(self) -> None:
-        """Stop the worker and drop the cache and the compiled code."""
+        """Drop the cache and the compiled code (after any generation already submitted)."""
         if self.fast:
             import torch
 
             # Compiled graphs and CUDA-graph memory pools belong to this model; without a reset
             # they stay in memory, and after a few model switches dynamo stops compiling.
             self._worker.submit(torch._dynamo.reset).result()
-        self._worker.shutdown(wait=True)
+        else:
+            self._worker.submit(lambda: None).result()  # wait for this engine's last generation
         self._cache = None
         self.model = None

@@ -52,6 +52,22 @@ def test_load_runs_in_the_background_and_survives_page_switches(app):
     assert _status(app)["SmolLM2-135M-Instruct (embedded)"] == "loaded"
 
 
+def test_the_loaded_model_says_whether_generation_takes_the_fast_path_and_why_not(app):
+    import types
+
+    _models(app)
+    app.button(key="models.load").click().run()
+    wait_for_jobs()
+    resident = services().models.current
+    reason = "compiled decoding needs a CUDA GPU (this model is on cpu)"
+    resident.engine = types.SimpleNamespace(fast=False, reason=reason)
+    app.run()
+    assert any(shown(c.value) == f"Generation: plain generate ({reason})." for c in app.caption)
+    resident.engine = types.SimpleNamespace(fast=True, reason="static cache with compiled decoding")
+    app.run()
+    assert any(c.value.startswith("Generation: fast path (static KV cache") for c in app.caption)
+
+
 def test_try_it_streams_a_reply_and_unload_frees_the_model(app):
     _models(app)
     app.button(key="models.load").click().run()

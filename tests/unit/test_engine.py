@@ -181,3 +181,29 @@ def test_prompts_longer_than_the_static_cache_fall_back_to_plain_generation(fast
     finally:
         engine.max_cache_len = kept
     assert "past_key_values" not in calls[0].kwargs and calls[0].kwargs["disable_compile"] is True
+
+
+def test_every_load_keeps_the_fast_path_and_generates_on_one_thread(folder, settings, monkeypatch):
+    """CUDA graphs belong to the thread that recorded them: when each load started its own
+    generation thread, every model after the first in a process failed its warm-up (on CUDA)
+    and fell back to plain generation without saying so.
+    """
+    from core.models.loader import release
+
+    threads = []
+    for _ in range(3):
+        chat = _chat(folder, settings, fast=True)
+        engine = chat.loaded.engine
+        if TEST_DEVICE == "cuda":
+            assert engine.fast, engine.reason  # warmed up on this load too
+        model = chat.loaded.model
+        real = model.generate
+
+        def generate(real=real, **kwargs):
+            threads.append(threading.current_thread())
+            return real(**kwargs)
+
+        monkeypatch.setattr(model, "generate", generate)
+        assert chat.invoke("hello").content
+        release(chat.loaded)
+    assert len(set(threads)) == 1 and threads[0] is not threading.main_thread()
