@@ -45,6 +45,16 @@ def build_knowledge_bases(services: Services, root: Path) -> None:
         assert job.status == "done", job.error
 
 
+def data_folder(root: Path) -> Path:
+    """A data folder under ``root`` holding the test knowledge bases (built with the app's services)."""
+    from core.services import build_services
+    from core.settings import Settings
+
+    services = build_services(Settings(data_dir=root / "data"))
+    build_knowledge_bases(services, root)
+    return root / "data"
+
+
 def free_port() -> int:
     """A port of 127.0.0.1 nobody listens on now."""
     with socket.socket() as probe:

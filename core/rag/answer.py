@@ -24,7 +24,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 
 from core.errors import InvalidTemplate
 from core.knowledge.records import KnowledgeBase
-from core.rag.attribution import Attribution, attribute, attributed_markdown
+from core.rag.attribution import Attribution, Meaning, attribute, attributed_markdown
 from core.rag.context import format_context
 from core.rag.extractive import QuickAnswer, quick_answer, quick_answer_markdown
 from core.rag.followup import Rewrite, rewrite_followup
@@ -87,6 +87,7 @@ class Answer:
     rewrite: Rewrite | None = None
     quick: QuickAnswer | None = None
     lang: str = "zh"
+    meaning: Meaning | None = None  # how sentences are matched by meaning, where the model allows
 
     @property
     def standalone(self) -> str:
@@ -126,7 +127,7 @@ class Answer:
         """Citations for a finished reply: the model's own that point at a source, the rest of
         its sentences matched to the source that supports them best, or marked unsupported.
         """
-        return attribute(text, self.docs if self.grounded else [])
+        return attribute(text, self.docs if self.grounded else [], meaning=self.meaning)
 
 
 def check_template(template: str) -> str:
@@ -166,7 +167,16 @@ def prepare_answer(
         )
     standalone = rewrite.question if rewrite else question
     hits = searcher.search(standalone, kbs, search or SearchSettings())
-    answer = Answer(question, hits, [], grounded=True, mode=settings.mode, rewrite=rewrite, lang=settings.lang)
+    answer = Answer(
+        question,
+        hits,
+        [],
+        grounded=True,
+        mode=settings.mode,
+        rewrite=rewrite,
+        lang=settings.lang,
+        meaning=_meaning(searcher, kbs[0]),
+    )
     if hits and settings.mode == "quick":
         answer.quick = quick_answer(standalone, answer.docs)
     context = format_context(answer.docs) or (NO_CONTEXT_ZH if settings.lang == "zh" else NO_CONTEXT_EN)
@@ -174,6 +184,14 @@ def prepare_answer(
     last = fill(template, context=context, question=question)
     answer.messages = build_messages(qa_system_prompt(settings.lang), history, last, settings)
     return answer
+
+
+def _meaning(searcher: Searcher, kb: KnowledgeBase) -> Meaning | None:
+    """Matching by meaning with the first knowledge base's model, if its row has a threshold."""
+    spec = searcher.bases.embeddings.registry.get(kb.embedding)
+    if spec.sentence_match is None:
+        return None
+    return Meaning(searcher.bases.embeddings.get(kb.embedding), spec.sentence_match)
 
 
 def build_messages(system: str, history: Sequence[Turn], last: str, settings: AnswerSettings) -> list[BaseMessage]:

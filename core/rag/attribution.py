@@ -4,7 +4,11 @@ a source for each sentence the model left uncited.
 A sentence that cites a real source is ``cited``, unless the source does not support it while
 another does: then the citation is taken out (``corrected``). An uncited sentence is ``matched``
 to the source that contains the largest (rarity-weighted) share of its words and Chinese
-character pairs, if that share reaches ``SUPPORT_THRESHOLD``, and ``unsupported`` otherwise. Code, and sentences
+character pairs, if that share reaches ``SUPPORT_THRESHOLD``; else, with a :class:`Meaning`
+(the knowledge base's embedding model, for rows with a fitted threshold), to the source whose
+embedding is closest to the sentence's, if their cosine reaches the row's threshold: a model
+that rewords its source shares few words with it (not for Chinese sentences, see
+:func:`_by_meaning`). It is ``unsupported`` otherwise. Code, and sentences
 too short to judge ("Yes."), and a sentence saying the sources lack the answer, are ``plain``:
 neither claimed nor doubted.
 """
@@ -17,9 +21,10 @@ from collections.abc import Sequence
 from typing import Literal
 
 from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
 
 from core.rag.prompts import declines
-from core.rag.sentences import features, overlap, split_sentences, weights
+from core.rag.sentences import features, han_count, overlap, split_sentences, weights
 
 # The least share of a sentence's weighted words a source must contain to be named as its
 # support; chosen on CMRC 2018 trial and the PubMedQA tuning slice (bench/extractive_tune.py).
@@ -39,9 +44,18 @@ Kind = Literal["cited", "matched", "unsupported", "plain"]
 
 
 @dataclasses.dataclass(frozen=True)
+class Meaning:
+    """Matching by meaning: an embedding model and the cosine a match needs."""
+
+    embeddings: Embeddings
+    threshold: float
+
+
+@dataclasses.dataclass(frozen=True)
 class AttributedSentence:
     """A sentence of the answer (``text[start:end]`` of :class:`Attribution`), the sources it is
-    credited to, how (``kind``), and the share of its words its best source contains.
+    credited to, how (``kind``), and the share of its words its best source contains (for a
+    sentence matched by meaning, the cosine to its source).
     """
 
     start: int
@@ -63,7 +77,9 @@ class Attribution:
     corrected: tuple[int, ...] = ()
 
 
-def attribute(answer: str, docs: Sequence[Document], threshold: float = SUPPORT_THRESHOLD) -> Attribution:
+def attribute(
+    answer: str, docs: Sequence[Document], threshold: float = SUPPORT_THRESHOLD, meaning: Meaning | None = None
+) -> Attribution:
     """Credit each sentence of ``answer`` to the sources (``docs``, numbered from 1) behind it.
 
     >>> docs = [Document("天气很好。"), Document("战国无双3由光荣和ω-force合作开发。")]
@@ -80,11 +96,38 @@ def attribute(answer: str, docs: Sequence[Document], threshold: float = SUPPORT_
     # a wrong number: taken out, so that the sentence is matched to the source behind it.
     wrong = [m for sentence in split_sentences(text) for m in _wrong_citations(text, sentence, sources, threshold)]
     text = _without(text, wrong)
-    sentences = tuple(
+    sentences = [
         AttributedSentence(sentence.start, sentence.end, *_credit(sentence.text, sentence.code, sources, threshold))
         for sentence in split_sentences(text)
-    )
-    return Attribution(text, sentences, _numbers(nowhere), _numbers(wrong))
+    ]
+    if meaning is not None:
+        sentences = _by_meaning(text, sentences, docs, meaning)
+    return Attribution(text, tuple(sentences), _numbers(nowhere), _numbers(wrong))
+
+
+def _by_meaning(
+    text: str, sentences: list[AttributedSentence], docs: Sequence[Document], meaning: Meaning
+) -> list[AttributedSentence]:
+    """``sentences`` with each unsupported one matched to its closest source, if close enough."""
+    # Chinese sentences are left to their character pairs, which follow rewording well: on CMRC
+    # 2018 trial, matching them by meaning too added 0.007 to citation precision and 0.22 to
+    # false support (answers matched although their passage was absent).
+    doubted = [i for i, s in enumerate(sentences) if s.kind == "unsupported" and not han_count(text[s.start : s.end])]
+    if not doubted or not docs:
+        return sentences
+    import numpy as np
+
+    sources = np.asarray(meaning.embeddings.embed_documents([d.page_content for d in docs]), dtype=np.float32)
+    sources /= np.linalg.norm(sources, axis=1, keepdims=True)
+    for i in doubted:
+        sentence = sentences[i]
+        vector = np.asarray(meaning.embeddings.embed_query(text[sentence.start : sentence.end]), dtype=np.float32)
+        cosines = sources @ (vector / np.linalg.norm(vector))
+        best = int(np.argmax(cosines))
+        closeness = float(cosines[best])
+        if closeness >= meaning.threshold:
+            sentences[i] = dataclasses.replace(sentence, sources=(best + 1,), kind="matched", support=closeness)
+    return sentences
 
 
 def _citations(text: str) -> list[re.Match]:

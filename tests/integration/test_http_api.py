@@ -18,7 +18,7 @@ from core.locks import Locks
 from core.models.custom import row_for_endpoint
 from core.services import build_services
 from core.settings import Settings
-from tests.api_servers import KB, KB_ZH, ServerProcess, build_knowledge_bases, free_port, server_env
+from tests.api_servers import KB, KB_ZH, ServerProcess, data_folder, free_port, server_env
 from tests.openai_server import OpenAIServer
 
 REPLY = "Boil the pasta for ten minutes [1]."
@@ -27,10 +27,7 @@ PASTA = [{"role": "user", "content": "How long should pasta boil?"}]
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("api")
-    services = build_services(Settings(data_dir=root / "data"))
-    build_knowledge_bases(services, root)
-    return root / "data"
+    return data_folder(tmp_path_factory.mktemp("api"))
 
 
 @pytest.fixture(scope="module")

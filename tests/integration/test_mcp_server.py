@@ -16,15 +16,12 @@ from core.api.operations import files_uri
 from core.locks import Locks
 from core.services import build_services
 from core.settings import Settings
-from tests.api_servers import KB, KB_ZH, ROOT, ServerProcess, build_knowledge_bases, free_port, server_env
+from tests.api_servers import KB, KB_ZH, ROOT, ServerProcess, data_folder, free_port, server_env
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mcp")
-    services = build_services(Settings(data_dir=root / "data"))
-    build_knowledge_bases(services, root)
-    return root / "data"
+    return data_folder(tmp_path_factory.mktemp("mcp"))
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
 from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
 
 from core.rag.answer import cited_numbers, link_citations
-from core.rag.attribution import attribute, attributed_markdown
+from core.rag.attribution import Meaning, attribute, attributed_markdown
 
 DOCS = [
     Document("LMDeploy supports AWQ 4-bit weight quantization and KV cache int8 quantization."),
@@ -91,3 +92,35 @@ def test_a_citation_of_a_source_that_does_not_support_the_sentence_is_corrected(
 def test_a_weakly_supported_citation_stays_when_no_other_source_does_better():
     result = attribute("Bananas grow quickly in tropical greenhouses [1].", DOCS)
     assert result.corrected == () and _kinds(result)[0][1:] == ("cited", (1,))
+
+
+TOPICS = {"quantiz": 0, "4-bit": 0, "compress": 0, " port": 1, "listen": 1, "战国": 2, "game": 2}
+
+
+class _Topics(Embeddings):
+    """Vectors by topic: texts naming the same topic point the same way, whatever their words."""
+
+    def _vector(self, text: str) -> list[float]:
+        vector = [0.05, 0.05, 0.05]
+        for word, axis in TOPICS.items():
+            if word in text.lower():
+                vector[axis] += 1.0
+        return vector
+
+    def embed_documents(self, texts):
+        return [self._vector(t) for t in texts]
+
+    def embed_query(self, text):
+        return self._vector(text)
+
+
+def test_a_reworded_sentence_is_matched_by_meaning_when_its_embedding_is_close_enough():
+    reworded = "Weights can be compressed to a quarter of their size."
+    assert _kinds(attribute(reworded, DOCS)) == [(reworded, "unsupported", ())]  # too few shared words
+    close = attribute(reworded, DOCS, meaning=Meaning(_Topics(), threshold=0.9))
+    ((_, kind, sources),) = _kinds(close)
+    assert (kind, sources) == ("matched", (1,)) and close.sentences[0].support > 0.9
+    # Below the row's threshold it stays unsupported; and the model's own citations are left alone.
+    assert _kinds(attribute(reworded, DOCS, meaning=Meaning(_Topics(), threshold=0.9999)))[0][1] == "unsupported"
+    cited = attribute("The server listens on port 23333 [2].", DOCS, meaning=Meaning(_Topics(), threshold=0.9))
+    assert _kinds(cited)[0][1:] == ("cited", (2,))
