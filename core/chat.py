@@ -135,6 +135,8 @@ def source_records(answer: Answer) -> list[dict[str, Any]]:
             "end_line": hit.chunk.end_line,
             "start_col": hit.chunk.start_col,
             "end_col": hit.chunk.end_col,
+            "source_id": hit.chunk.source_id,
+            "page": hit.chunk.page,
             "heading": hit.chunk.heading,
             "score": hit.relevance,
             "text": hit.chunk.text,

@@ -61,6 +61,14 @@ class NoModelLoaded(AppError):
     zh = "尚未加载对话模型。请在“模型”页面加载。"
 
 
+class ModelBusy(AppError):
+    en = (
+        "{name} is writing {count} answer(s) for this or another open page right now, so it was not unloaded. "
+        "Try again when they have finished (or after they are stopped on the Chat page)."
+    )
+    zh = "{name} 正在为本页面或其他打开的页面撰写 {count} 个回答，因此没有卸载。请等它们写完（或在“对话”页面停止后）再试。"
+
+
 class UnknownEmbedding(AppError):
     en = "There is no embedding model '{key}'. Choose one of: {choices}."
     zh = "没有名为 “{key}” 的向量模型。可选：{choices}。"

@@ -15,6 +15,7 @@ from core.knowledge.records import KnowledgeBase
 from core.services import Services
 from ui import keys
 from ui.common import plain, queue_toast, show_error, t
+from ui.source_page import page_button
 
 _CHUNK_VIEW = "kb.chunk_view"  # the knowledge base, search and file the chunk table shows
 _REMOVING = "kb.removing"  # (source id, path) of the file whose removal waits for a confirmation
@@ -48,17 +49,18 @@ def chunk_browser(app: Services, kb: KnowledgeBase, editable: bool = True) -> No
     if st.session_state.get(_CHUNK_VIEW) != view:
         st.session_state[_CHUNK_VIEW] = view
         st.session_state.pop(keys.KB_CHUNK_TABLE, None)
+    columns = {
+        t("kb.col.path"): shown["path"],
+        t("kb.col.seq"): shown["seq"],
+        t("kb.col.lines"): shown["start_line"].astype(str) + "-" + shown["end_line"].astype(str),
+        t("kb.col.heading"): shown["heading"],
+        t("kb.col.chars"): shown["chars"],
+        t("kb.col.text"): [_excerpt(text, query) for text in shown["text"]],
+    }
+    if shown["page"].notna().any():  # PDFs and images: the page each chunk starts on
+        columns = {**dict(list(columns.items())[:3]), t("kb.col.page"): shown["page"].astype("Int64"), **columns}
     picked = st.dataframe(
-        pd.DataFrame(
-            {
-                t("kb.col.path"): shown["path"],
-                t("kb.col.seq"): shown["seq"],
-                t("kb.col.lines"): shown["start_line"].astype(str) + "-" + shown["end_line"].astype(str),
-                t("kb.col.heading"): shown["heading"],
-                t("kb.col.chars"): shown["chars"],
-                t("kb.col.text"): [_excerpt(text, query) for text in shown["text"]],
-            }
-        ),
+        pd.DataFrame(columns),
         width="stretch",
         hide_index=True,
         key=keys.KB_CHUNK_TABLE,
@@ -72,6 +74,8 @@ def chunk_browser(app: Services, kb: KnowledgeBase, editable: bool = True) -> No
         return
     chunk = shown.iloc[rows[0]]
     _show_chunk(chunks, chunk, query)
+    page = None if pd.isna(chunk["page"]) else int(chunk["page"])
+    page_button(app, chunk["source_id"], chunk["path"], page, key=keys.KB_CHUNK_TABLE + ".page")
     if editable and st.button(
         t("kb.chunks.remove_file.button", path=plain(chunk["path"])), key=keys.KB_REMOVE_FILE, icon=":material/delete:"
     ):
@@ -118,6 +122,8 @@ def _show_chunk(chunks: pd.DataFrame, chunk: pd.Series, query: str = "") -> None
     neighbours = {n["seq"]: n for _, n in same_file.iterrows()}
     before, after = neighbours.get(chunk["seq"] - 1), neighbours.get(chunk["seq"] + 1)
     heading = f" · {chunk['heading']}" if chunk["heading"] else ""
+    if not pd.isna(chunk["page"]):
+        heading = f" · {t('kb.chunks.on_page', page=int(chunk['page']))}{heading}"
     st.markdown(
         plain(t("kb.chunks.chunk", path=chunk["path"], start=chunk["start_line"], end=chunk["end_line"]) + heading)
     )

@@ -280,7 +280,7 @@ def _describe(job: JobState) -> str:
     if job.message == "prepare" or "files_total" not in job.detail:
         return t("kb.ingest.preparing")
     chunks = job.detail.get("chunks_embedded", 0)
-    return t(
+    text = t(
         "kb.ingest.progress",
         done=job.detail.get("files_done", 0),
         total=job.detail.get("files_total", 0),
@@ -288,6 +288,11 @@ def _describe(job: JobState) -> str:
         rate=chunks / job.elapsed_s if job.elapsed_s > 0 else 0.0,
         eta=duration(job.eta_s),
     )
+    if ocr_total := job.detail.get("ocr_pages_total"):
+        text += t(
+            "kb.ingest.ocr", file=plain(job.detail["ocr_file"]), done=job.detail["ocr_pages_done"], total=ocr_total
+        )
+    return text
 
 
 def _ingest_result(job: JobState) -> None:
@@ -334,6 +339,10 @@ def _preview_result(kb: KnowledgeBase, r: dict) -> None:
         tokens_col.altair_chart(_token_chart(r["token_counts"], r["max_tokens"]))
     if r["at_limit"]:
         st.warning(t("kb.dry.at_limit", n=r["at_limit"], limit=r["max_tokens"]))
+    if r.get("ocr_pages"):
+        st.info(
+            t("kb.dry.ocr", pages=r["ocr_pages"], time=duration(r["ocr_seconds"])), icon=":material/document_scanner:"
+        )
     skipped_table(r["skipped"])
     with st.expander(t("kb.dry.samples")):
         for sample in r["samples"]:

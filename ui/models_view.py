@@ -201,8 +201,12 @@ def resident_panel(app: Services) -> None:
     if engine is not None:
         left.caption(t("models.engine.fast") if engine.fast else plain(t("models.engine.plain", reason=engine.reason)))
     if right.button(t("models.unload"), key=keys.MODELS_UNLOAD):
-        app.models.unload()
-        st.rerun()
+        try:
+            app.models.unload()
+        except AppError as error:
+            show_error(error)
+        else:
+            st.rerun()
 
 
 def load_panel(app: Services, spec: ModelSpec) -> None:

@@ -151,6 +151,14 @@ TEXT: dict[str, dict[str, str]] = {
         "zh": "已在 {device} 上加载 {name}，用时 {seconds:.1f} 秒。",
     },
     "models.loaded": {"en": "In memory: {name} ({device}, {dtype})", "zh": "当前模型：{name}（{device}，{dtype}）"},
+    "models.engine.fast": {
+        "en": "Generation: fast path (static KV cache, compiled decoding, CUDA graphs).",
+        "zh": "生成：快速路径（静态 KV 缓存、编译的解码步骤、CUDA Graph）。",
+    },
+    "models.engine.plain": {
+        "en": "Generation: plain generate ({reason}).",
+        "zh": "生成：普通 generate（{reason}）。",
+    },
     "models.unload": {"en": "Unload", "zh": "卸载"},
     "models.none_loaded": {"en": "No model in memory.", "zh": "尚未加载任何模型。"},
     "models.add.header": {"en": "Add a model", "zh": "添加模型"},

@@ -11,6 +11,7 @@ the writes (Chroma's index above all) would otherwise take as long as the embedd
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dataclasses
 import hashlib
@@ -20,6 +21,7 @@ import threading
 import time
 from pathlib import Path
 
+from core.errors import JobCancelled
 from core.jobs import JobContext
 from core.knowledge.bases import KnowledgeBases
 from core.knowledge.loaders import UnsupportedFile, load
@@ -122,6 +124,7 @@ class Ingestion:
         self._bytes_done = 0
         self._bytes_total = 0
         self._files_embedded = 0  # files whose chunks are all embedded (written or not yet)
+        self._ocr = ("", 0, 0)  # the file being read by OCR, its pages done and to do
         self._stop = threading.Event()
 
     def run(self) -> IngestReport:
@@ -192,10 +195,14 @@ class Ingestion:
             if known and _current(known) and known.sha256 == digest:
                 self.report.files_unchanged += 1
                 return None
-            document = load(file.abs_path, data)
+            document = load(file.abs_path, data, self._reading(file.path))
         except (OSError, UnreadableText, UnsupportedFile) as exc:
             self.report.skipped.append(SkippedFile(file.path, "unreadable", str(exc)[:200]))
             return None
+        finally:
+            if self._ocr[2]:
+                self._ocr = ("", 0, 0)
+                self._progress()
         self.report.kinds[document.kind] = self.report.kinds.get(document.kind, 0) + 1
         pieces = split_document(
             document.text,
@@ -221,10 +228,27 @@ class Ingestion:
                     piece.text,
                     chunk_terms(piece.heading, piece.text),
                     *(piece.columns or (None, None)),
+                    page=page_of(document.pages, piece.start_line),
                 )
                 chunks[cid] = (record, piece)
         record = FileRecord(self.source.id, file.path, digest, file.size, len(chunks), SPLITTER_VERSION)
         return _Pending(record, [c for c, _ in chunks.values()], [embedded_text(p) for _, p in chunks.values()])
+
+    def _reading(self, path: str):
+        """What hears a file's reading: OCR pages shown as progress, a cancel noticed at once.
+
+        A file is the unit of resume: a scanned PDF cancelled halfway is read again from its first
+        page next time, and nothing of it is stored until all of it is read.
+        """
+
+        def progress(done: int, total: int) -> None:
+            if self._stop.is_set() or (self.ctx is not None and self.ctx.cancelled):
+                raise JobCancelled()
+            if total and (path, done, total) != self._ocr:
+                self._ocr = (path, done, total)
+                self._progress()
+
+        return progress
 
     def _embed(self, collection, pending: list[_Pending], writer: _Writer) -> None:
         """Embed one group of files and hand its writes to ``writer``."""
@@ -313,6 +337,9 @@ class Ingestion:
                 files_done=self._files_embedded + self.report.files_unchanged,
                 chunks_embedded=self.report.chunks_embedded,
                 skipped=len(self.report.skipped),
+                ocr_file=self._ocr[0],
+                ocr_pages_done=self._ocr[1],
+                ocr_pages_total=self._ocr[2],
             )
 
 
@@ -354,6 +381,15 @@ class _Writer:
         if self._error is not None and not self._raised:
             self._raised = True
             raise self._error
+
+
+def page_of(pages: tuple[int, ...], line: int) -> int | None:
+    """The 1-based page that ``line`` is on, given the line each page starts on; None without pages.
+
+    >>> page_of((1, 4, 4, 9), 5), page_of((1, 4), 1), page_of((), 3)
+    (3, 1, None)
+    """
+    return (bisect.bisect_right(pages, line) or None) if pages else None
 
 
 def _current(known: FileRecord) -> bool:

@@ -1,8 +1,11 @@
-"""Turn one file (text, code, notebook, HTML, PDF, Word, CSV) into plain text for chunking.
+"""Turn one file (text, code, notebook, HTML, PDF, Word, spreadsheet, CSV, slides, e-book) into
+plain text for chunking.
 
-HTML and Word files become Markdown (markdownify; mammoth turns .docx into HTML first), so
-headings, lists and tables keep their shape for the splitter. The document libraries are
-imported inside the readers that need them, so importing ``core`` stays light.
+HTML, Word and EPUB files become Markdown (markdownify; mammoth turns .docx into HTML first), so
+headings, lists and tables keep their shape for the splitter. Spreadsheets and CSV files become
+Markdown tables, a section per sheet (spreadsheets.py); slides a section per slide (slides.py).
+The document libraries are imported inside the readers that need them, so importing ``core``
+stays light.
 
 Files may come from anyone (uploads, shared folders, git repositories), so every format that
 runs a parser is read within a time and memory budget: see "Per-file budget" below.
@@ -10,34 +13,42 @@ runs a parser is read within a time and memory budget: see "Per-file budget" bel
 
 from __future__ import annotations
 
-import codecs
 import csv
 import dataclasses
 import functools
 import io
 import json
 import re
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from langchain_text_splitters import Language
 
-from core.knowledge.reader_process import OverBudget, read_in_worker
+from core.knowledge import ebooks, slides, spreadsheets
+from core.knowledge.html_markdown import decode_html, html_markdown
+from core.knowledge.ocr import IMAGE_SUFFIXES
+from core.knowledge.reader_process import Progress, read_in_worker
 from core.knowledge.reading import CODE_SUFFIXES, DATA_SUFFIXES, DOC_SUFFIXES, TEXT_SUFFIXES, UnreadableText, decode
+from core.knowledge.zip_budget import check_unpacked
 
 if TYPE_CHECKING:
-    from bs4 import BeautifulSoup
+    pass
 
 
 @dataclasses.dataclass(frozen=True)
 class LoadedDocument:
-    """Text of one file; chunk line numbers refer to the lines of ``text``."""
+    """Text of one file; chunk line numbers refer to the lines of ``text``.
+
+    ``pages`` (PDFs, images) holds the 1-based line of ``text`` where each page starts;
+    ``ocr_pages`` counts the pages without a text layer, read by OCR (or, in a preview, to read).
+    """
 
     text: str
     kind: str
     language: str | None
+    pages: tuple[int, ...] = ()
+    ocr_pages: int = 0
 
 
 class UnsupportedFile(ValueError):
@@ -91,7 +102,8 @@ _PLAIN_NAMES = {"README": "text", "LICENSE": "text", "Makefile": "code", "Docker
 #   - memory: on Linux the worker caps its own address space (RLIMIT_AS) at its size after start-up
 #     plus READ_MEMORY_MB, so a parser that asks for more gets a MemoryError instead of the machine's
 #     memory. Elsewhere (macOS does not enforce RLIMIT_AS; Windows has no rlimits) the time limit and
-#     the size checks below (DOCX_MAX_XML_MB, CSV_MAX_LINE_CHARS, pypdf's own limits) still hold.
+#     the size checks (zip_budget.py for Office files and e-books, CSV_MAX_LINE_CHARS, pypdf's own
+#     limits) still hold.
 # A worker is a fresh Python (never a fork of this process, which runs threads), started once and
 # reused, so a file costs one round trip through a pipe (well under a millisecond for a small file);
 # a killed worker is replaced on the next file. A file over budget is skipped as unreadable, with
@@ -104,15 +116,14 @@ READ_SECONDS = 120.0
 # Reading a 10 MB file (the default size limit) takes tens to a few hundred MB (mammoth's DOM is
 # about 20 bytes per byte of XML); 1 GB is generous for that and small next to a loaded model.
 READ_MEMORY_MB = 1024
-# At about 20 bytes of memory and 3 µs per byte of XML, more than 50 MB of XML would break both
-# budgets anyway; checked before anything is inflated, so a zip bomb in a .docx costs nothing.
-DOCX_MAX_XML_MB = 50
+# OCR of a full A4 page of text at 200 dpi takes 25 to 45 s on a 2-core CPU shared with other
+# jobs (bench/documents.py), a short page a few seconds: 300 s lets a dense page through on a
+# machine several times slower. RapidOCR's models and onnxruntime's buffers for a page need about
+# 1 GB of address space besides what the file itself costs.
+OCR_PAGE_SECONDS = 300.0
+OCR_MEMORY_MB = 1024
 # No table has a 1 MB line; a CSV that does is a dump, and would cost csv some 30 times its size.
 CSV_MAX_LINE_CHARS = 1_000_000
-# Each value is written with its column's name, so the text is larger than the table: a few times
-# for most tables, under 10 for wide numeric ones. A 100 kB column name over a column of one-letter
-# values would multiply it by 50,000: past this factor the table is refused.
-CSV_MAX_EXPANSION = 20
 # Tried only at line starts (\r, \n or \r\n end a CSV line): [^\r\n]{N} alone would start again at
 # every character of a line just under N long, which takes quadratic time.
 _LONG_LINE = re.compile(rf"(?:\A|(?<=[\r\n]))[^\r\n]{{{CSV_MAX_LINE_CHARS + 1}}}")
@@ -175,104 +186,55 @@ def _field(mapping: object, key: str) -> object:
 
 # --- HTML --------------------------------------------------------------------------------------
 
-_META_CHARSET = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?\s*([A-Za-z0-9_.:-]+)", re.IGNORECASE)
-_BOMS = (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_BE)
-
-
-def _decode_html(data: bytes) -> str:
-    # A byte-order mark outranks the meta tag, as in browsers.
-    match = None if data.startswith(_BOMS) else _META_CHARSET.search(data[:4096])
-    if match:
-        encoding = match.group(1).decode("ascii").lower()
-        if encoding in {"gb2312", "gbk"}:
-            encoding = "gb18030"  # pages that say GB2312 or GBK often use characters only their superset has
-        elif encoding.startswith(("utf-16", "utf-32")):
-            encoding = "utf-8"  # a page whose meta tag reads as ASCII is not UTF-16; browsers agree
-        try:
-            return data.decode(encoding)
-        except (LookupError, UnicodeDecodeError):
-            pass  # an unknown or wrong declaration: detect as for any text file
-    return decode(data)[0]
-
 
 def _html(data: bytes) -> LoadedDocument:
     from bs4 import BeautifulSoup, ParserRejectedMarkup
 
-    text = _normalise(_decode_html(data))
+    text = _normalise(decode_html(data))
     try:
         soup = BeautifulSoup(text, "html.parser")
     except ParserRejectedMarkup as exc:  # rare: html.parser is lenient
         raise UnreadableText(f"broken HTML: {exc}") from exc
     for tag in soup.find_all(["script", "style", "noscript", "template"]):
         tag.decompose()
-    return LoadedDocument(_markdown(soup), "html", Language.MARKDOWN.value)
+    return LoadedDocument(html_markdown(soup), "html", Language.MARKDOWN.value)
 
 
-# <br> leaves two trailing spaces, and empty blocks leave runs of blank lines.
-_TRAILING_SPACE = re.compile(r"[ \t]+\n")
-_BLANK_RUN = re.compile(r"\n{3,}")
-# markdownify recurses once per nesting level, and old pages leave tags (<font>, <p>) unclosed
-# hundreds of levels deep, past Python's recursion limit.
-_MAX_DEPTH = 100
+# --- PDF and images ------------------------------------------------------------------------------
 
 
-def _markdown(soup: BeautifulSoup) -> str:
-    """Markdown for an HTML tree: headings, lists, Markdown tables and fenced code.
+def _pdf(data: bytes, progress: Progress | None = None, read_scans: bool = True) -> LoadedDocument:
+    from core.knowledge.pdf import read_pdf
 
-    Links and images keep only their text: URLs (and data: images) are noise to search.
-    Nothing is escaped, so that names like ``top_k`` stay findable as written.
+    return _paged(*read_pdf(data, progress, read_scans), "pdf", read_scans)
+
+
+def _image(data: bytes, progress: Progress | None = None, read_scans: bool = True) -> LoadedDocument:
+    from core.knowledge.ocr import read_image
+
+    pages, reason, count = read_image(data, progress, read_scans)
+    return _paged(["\n".join(lines) for lines in pages], reason, count, "image", read_scans)
+
+
+def _paged(pages: list[str], reason: str, ocr_pages: int, kind: str, read_scans: bool) -> LoadedDocument:
+    """One document of ``pages`` parted by blank lines, knowing the line each page starts on.
+
+    Unless ``read_scans``, a document whose pages all wait for OCR comes back empty, to be counted.
     """
-    from markdownify import MarkdownConverter
-
-    _flatten_deep(soup)
-    converter = MarkdownConverter(
-        heading_style="atx",
-        bullets="-",
-        escape_asterisks=False,
-        escape_underscores=False,
-        strip=["a", "img"],
-        table_infer_header=True,
-        wrap=True,  # with no width: running text on one line, as a browser shows it
-        wrap_width=None,
-    )
-    text = _TRAILING_SPACE.sub("\n", converter.convert_soup(soup))
-    return _BLANK_RUN.sub("\n\n", text).strip()
-
-
-def _flatten_deep(soup: BeautifulSoup) -> None:
-    """Replace what lies deeper than :data:`_MAX_DEPTH` with its text: the words stay, their markup goes."""
-    depth = {id(soup): 0}
-    at_limit = []
-    for tag in soup.find_all(True):  # document order, parents first, without recursion
-        depth[id(tag)] = depth[id(tag.parent)] + 1
-        if depth[id(tag)] == _MAX_DEPTH:
-            at_limit.append(tag)
-    for tag in at_limit:  # never inside one another, so each is flattened once
-        tag.string = tag.get_text(" ")
-
-
-# --- PDF ---------------------------------------------------------------------------------------
-
-
-def _pdf(data: bytes) -> LoadedDocument:
-    from pypdf import PasswordType, PdfReader
-
-    # pypdf raises many kinds of errors on malformed files (its own, and KeyError, TypeError...
-    # from deep inside a parse), so every failure of the library becomes an unreadable file.
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        # An empty user password opens PDFs that only restrict printing or copying.
-        locked = reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED
-        pages = [] if locked else [_normalise(page.extract_text() or "").strip() for page in reader.pages]
-    except MemoryError:
-        raise  # the memory budget's to report, not a broken file
-    except Exception as exc:
-        raise UnreadableText(f"broken PDF: {exc}") from exc
-    if locked:
-        raise UnreadableText("encrypted PDF; it needs a password")
-    if not any(pages):
-        raise UnreadableText("no text layer; scanned PDFs need OCR")
-    return LoadedDocument("\n\n".join(pages), "pdf", None)
+    if not any(page.strip() for page in pages):
+        if ocr_pages and not read_scans:
+            return LoadedDocument("", kind, None, (), ocr_pages)
+        raise UnreadableText(reason or "no text")
+    parts: list[str] = []
+    starts: list[int] = []
+    line = 1
+    for page in pages:
+        starts.append(line)  # an empty page starts where the next one does
+        if page.strip():
+            parts.append(page)
+            line += page.count("\n") + 2  # its lines and the blank line after it
+    # Prose, cut at sentence ends; the splitter's table rule finds the Markdown tables in it.
+    return LoadedDocument("\n\n".join(parts), kind, None, tuple(starts), ocr_pages)
 
 
 # --- Word ---------------------------------------------------------------------------------------
@@ -285,7 +247,7 @@ def _docx(data: bytes) -> LoadedDocument:
     import mammoth
     from bs4 import BeautifulSoup
 
-    _check_docx_size(data)
+    check_unpacked(data, ".docx", skip=("word/media/",))  # images are not read: they do not count
     # Images are dropped from the text anyway: skip reading and encoding them.
     no_images = mammoth.images.img_element(lambda image: {})
     # mammoth fails on non-zip, non-Word or damaged files with a mix of zip, XML, key and
@@ -296,24 +258,7 @@ def _docx(data: bytes) -> LoadedDocument:
         raise
     except Exception as exc:
         raise UnreadableText(f"not a readable .docx file: {exc}") from exc
-    return LoadedDocument(_markdown(BeautifulSoup(html, "html.parser")), "docx", Language.MARKDOWN.value)
-
-
-def _check_docx_size(data: bytes) -> None:
-    """Refuse a .docx whose XML would unpack past DOCX_MAX_XML_MB, before mammoth inflates any of it.
-
-    The sizes come from the zip's directory; zipfile never returns more than an entry declares,
-    so a lie there only makes the file shorter. Media (images) are not read, so they do not count.
-    """
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            unpacked = sum(info.file_size for info in zf.infolist() if not info.filename.startswith("word/media/"))
-    except (zipfile.BadZipFile, ValueError, OSError):
-        return  # not a zip: mammoth says so in its own words below
-    if unpacked > DOCX_MAX_XML_MB * 1_000_000:
-        raise OverBudget(
-            f"its XML would unpack to {unpacked / 1e6:,.0f} MB, more than the {DOCX_MAX_XML_MB} MB a .docx may hold"
-        )
+    return LoadedDocument(html_markdown(BeautifulSoup(html, "html.parser")), "docx", Language.MARKDOWN.value)
 
 
 # --- CSV ---------------------------------------------------------------------------------------
@@ -330,29 +275,42 @@ def _table(data: bytes, delimiter: str | None) -> LoadedDocument:
             delimiter = csv.Sniffer().sniff(text[:8192], delimiters=",;\t|").delimiter
         except csv.Error:
             delimiter = ","  # too little or too regular text to sniff: the common case
+
     rows = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    headers: list[str] | None = None
-    lines = []
-    room = CSV_MAX_EXPANSION * len(text) + 10_000
     try:
-        for row in rows:  # one row at a time: the rows never are all in memory at once
-            if headers is None:
-                headers = [" ".join(name.split()) for name in row]
-                continue
-            # Each row on one line, every value named by its column; empty values say nothing.
-            pairs = [
-                f"{headers[i] if i < len(headers) and headers[i] else f'column {i + 1}'}: {' '.join(value.split())}"
-                for i, value in enumerate(row)
-                if value.strip()
-            ]
-            if pairs:
-                lines.append(" | ".join(pairs))
-                room -= len(lines[-1])
-                if room < 0:
-                    raise UnreadableText(f"named by its columns, it would grow over {CSV_MAX_EXPANSION} times its size")
+        table = spreadsheets.sheet_markdown("", rows, spreadsheets.Room(len(text)))
     except csv.Error as exc:
         raise UnreadableText(f"broken CSV: {exc}") from exc
-    return LoadedDocument("\n".join(lines), "csv", None)
+    return LoadedDocument(table, "csv", Language.MARKDOWN.value)
+
+
+# --- spreadsheets, slides, e-books -----------------------------------------------------------------
+
+
+def _converted(data: bytes, convert: Callable[[bytes], str], kind: str) -> LoadedDocument:
+    return LoadedDocument(convert(data), kind, Language.MARKDOWN.value)
+
+
+def _epub(data: bytes) -> LoadedDocument:
+    from bs4 import BeautifulSoup, ParserRejectedMarkup
+
+    parts = []
+    for title, html in ebooks.chapters(data):
+        try:
+            soup = BeautifulSoup(_normalise(decode_html(html)), "html.parser")
+        except ParserRejectedMarkup as exc:
+            raise UnreadableText(f"broken chapter in the .epub file: {exc}") from exc
+        for tag in soup.find_all(["head", "script", "style"]):
+            tag.decompose()
+        text = html_markdown(soup)
+        # Each chapter a section: under its own first heading, or under its name in the contents.
+        if title and text and not text.startswith("#"):
+            text = f"# {title}\n\n{text}"
+        parts.append(text)
+    text = "\n\n".join(part for part in parts if part.strip())
+    if not text:
+        raise UnreadableText("no chapter has any text")
+    return LoadedDocument(text, "epub", Language.MARKDOWN.value)
 
 
 _READERS: dict[str, Callable[[bytes], LoadedDocument]] = {
@@ -360,27 +318,44 @@ _READERS: dict[str, Callable[[bytes], LoadedDocument]] = {
     ".html": _html,
     ".htm": _html,
     ".pdf": _pdf,
+    **dict.fromkeys(sorted(IMAGE_SUFFIXES), _image),
     ".docx": _docx,
     ".csv": functools.partial(_table, delimiter=None),
     ".tsv": functools.partial(_table, delimiter="\t"),
+    ".xlsx": functools.partial(_converted, convert=spreadsheets.xlsx, kind="xlsx"),
+    ".xlsm": functools.partial(_converted, convert=spreadsheets.xlsx, kind="xlsx"),
+    ".xls": functools.partial(_converted, convert=spreadsheets.xls, kind="xls"),
+    ".pptx": functools.partial(_converted, convert=slides.pptx, kind="pptx"),
+    ".epub": _epub,
 }
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | frozenset(_READERS)
 
 
-def parse(suffix: str, data: bytes) -> dict:
+# Readers that report progress (pages read by OCR, pages to read).
+_PAGED_READERS = frozenset({".pdf", *IMAGE_SUFFIXES})
+
+
+def parse(suffix: str, data: bytes, progress: Progress | None = None, read_scans: bool = True) -> dict:
     """What the reader process runs for one file: the parser of ``suffix``, as a plain dict."""
-    return dataclasses.asdict(_READERS[suffix](data))
+    paged = suffix in _PAGED_READERS
+    return dataclasses.asdict(_READERS[suffix](data, progress, read_scans) if paged else _READERS[suffix](data))
 
 
-def load(path: Path, data: bytes | None = None) -> LoadedDocument:
+def load(
+    path: Path, data: bytes | None = None, progress: Progress | None = None, read_scans: bool = True
+) -> LoadedDocument:
     r"""Read ``path`` (or the given bytes, with ``path`` only naming the file) as text.
+
+    ``progress`` hears (pages done, pages to do) while pages are read by OCR, and about once a
+    second while a PDF or an image is read; an exception it raises (a cancel) stops the reading.
+    With ``read_scans`` false (a preview), pages without a text layer are counted, not read.
 
     Raises :class:`UnsupportedFile` for a type it does not read, :class:`UnreadableText` for
     content it cannot read (:class:`OverBudget` for one over the per-file budget, :class:`ReaderFailed`
     when a parser fails unexpectedly), and ``OSError`` when ``path`` itself cannot be read.
 
     >>> load(Path("notes.md"), "# 标题\r\n正文".encode("gbk"))
-    LoadedDocument(text='# 标题\n正文', kind='markdown', language='markdown')
+    LoadedDocument(text='# 标题\n正文', kind='markdown', language='markdown', pages=(), ocr_pages=0)
     """
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES and path.name not in _PLAIN_NAMES:
@@ -388,7 +363,20 @@ def load(path: Path, data: bytes | None = None) -> LoadedDocument:
     if data is None:
         data = path.read_bytes()
     if suffix in _READERS:
-        return LoadedDocument(**read_in_worker(suffix, data, READ_MEMORY_MB, READ_SECONDS))
+        # PDFs and images go to a worker that has the OCR models loaded; OCR takes seconds a page,
+        # so past the text layer each page gets its own time budget.
+        paged = suffix in _PAGED_READERS
+        found = read_in_worker(
+            suffix,
+            data,
+            READ_MEMORY_MB + (OCR_MEMORY_MB if paged else 0),
+            READ_SECONDS,
+            ocr=paged,
+            page_seconds=OCR_PAGE_SECONDS,
+            progress=progress,
+            read_scans=read_scans,
+        )
+        return LoadedDocument(**{**found, "pages": tuple(found.get("pages", ()))})
     if suffix in CODE_SUFFIXES:
         language = _CODE_LANGUAGES.get(suffix)
         return _plain(data, "code", language.value if language else None)

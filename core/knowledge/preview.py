@@ -18,7 +18,9 @@ from core.errors import FolderNotFound
 from core.jobs import JobContext
 from core.knowledge import git_source
 from core.knowledge.archives import extract_zip, save_upload
+from core.knowledge.ingest import page_of
 from core.knowledge.loaders import UnsupportedFile, load
+from core.knowledge.ocr import PAGES_PER_SECOND
 from core.knowledge.reading import UnreadableText
 from core.knowledge.scanning import SkippedFile, scan_folder
 from core.knowledge.sources import FolderInput, GitInput, SourceInput, UploadInput
@@ -47,6 +49,8 @@ class PreviewReport:
     cjk_share: float = 0.0
     suggested_embedding: str = ""
     suggestion_reason: str = ""
+    ocr_pages: int = 0  # pages without a text layer (scans, images), which ingestion reads by OCR
+    ocr_seconds: float = 0.0  # about how long that OCR takes here
 
     def as_dict(self) -> dict:
         """A JSON-ready form, for job results."""
@@ -114,10 +118,12 @@ def preview_folder(
             ctx.check_cancelled()
             ctx.progress(done=index, total=len(found), unit="files")
         try:
-            document = load(file.abs_path)
+            # OCR takes seconds a page: a preview only counts the pages that need it.
+            document = load(file.abs_path, read_scans=False)
         except (OSError, UnreadableText, UnsupportedFile) as exc:
             report.skipped.append(SkippedFile(file.path, "unreadable", str(exc)[:200]))
             continue
+        report.ocr_pages += document.ocr_pages
         cjk += len(_CJK.findall(document.text))
         words += len(_LATIN_WORD.findall(document.text))
         pieces = split_document(document.text, settings, document.language, count_tokens, report.max_tokens)
@@ -132,6 +138,7 @@ def preview_folder(
                     "end_line": p.end_line,
                     "heading": p.heading,
                     "text": p.text,
+                    "page": page_of(document.pages, p.start_line),
                 }
                 for p in spread(pieces, SAMPLES)
             ]
@@ -139,6 +146,7 @@ def preview_folder(
     report.samples = _samples([chunks for chunks in per_file if chunks])
     if report.max_tokens:
         report.at_limit = sum(1 for n in report.token_counts if n >= report.max_tokens - 2)
+    report.ocr_seconds = round(report.ocr_pages / PAGES_PER_SECOND, 1)
     report.cjk_share = round(cjk / max(1, cjk + words), 3)
     report.suggested_embedding, report.suggestion_reason = suggest_embedding(report.cjk_share, has_cuda)
     return report

@@ -23,6 +23,7 @@ import threading
 import time
 import warnings
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -30,6 +31,13 @@ from core.knowledge.reading import UnreadableText
 
 log = logging.getLogger(__name__)
 _ROOT = Path(__file__).resolve().parents[2]  # the folder holding the ``core`` package
+
+
+Progress = Callable[[int, int], None]
+"""Hears (pages done, pages to do) of a reading; an exception it raises stops the reading."""
+# While a file is read, progress is also told this often (the last figures again), so that a
+# cancel is noticed within this time even on a page that takes long.
+_HEARTBEAT_SECONDS = 1.0
 
 
 class OverBudget(UnreadableText):
@@ -43,8 +51,9 @@ class ReaderFailed(UnreadableText):
 # Waiting for a new worker (a Python start and the parsers' imports: about a second) is not the
 # file's time; a worker that does not even start in this long will not.
 _START_SECONDS = 60.0
-# Workers kept between files: one per thread reading at the same time, up to this many.
-_MAX_IDLE_WORKERS = 2
+# Workers kept between files: one per thread reading at the same time and kind (with OCR or
+# without), up to this many.
+_MAX_IDLE_WORKERS = 3
 # After a worker failed to start, files are skipped at once for this long before trying again.
 _RETRY_START_SECONDS = 30.0
 _idle: list[_Worker] = []
@@ -56,22 +65,26 @@ _HEADER = struct.Struct(">Q")
 # A plain ``python -c``: multiprocessing's spawn would run the caller's main script again in the
 # child, which breaks any script without an ``if __name__ == "__main__"`` guard.
 _WORKER_CODE = (
-    "import sys; from core.knowledge.reader_process import _serve; _serve(int(sys.argv[1]), int(sys.argv[2]))"
+    "import sys; from core.knowledge.reader_process import _serve; "
+    "_serve(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == 'ocr')"
 )
 
 
 class _Worker:
     """A process that reads documents sent to it on its stdin, within ``memory_mb``.
 
-    Messages are length-prefixed frames: in, the suffix then the bytes; out, one JSON object.
-    A thread reads the answers, so that waiting for one can time out on every system.
+    Messages are length-prefixed frames: in, the suffix, the options (JSON: ``read_scans``,
+    whether pages without text are read by OCR) and the bytes; out, JSON objects: any
+    number of progress reports, then the answer. A thread reads them, so that waiting for one can
+    time out on every system. An ``ocr`` worker loads the OCR models before its budget is set.
     """
 
-    def __init__(self, memory_mb: int) -> None:
+    def __init__(self, memory_mb: int, ocr: bool = False) -> None:
         self.memory_mb = memory_mb
+        self.ocr = ocr
         path = os.pathsep.join([str(_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
         self._process = subprocess.Popen(
-            [sys.executable, "-c", _WORKER_CODE, str(memory_mb), str(os.getpid())],
+            [sys.executable, "-c", _WORKER_CODE, str(memory_mb), str(os.getpid()), "ocr" if ocr else "plain"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env={**os.environ, "PYTHONPATH": path},
@@ -92,17 +105,21 @@ class _Worker:
     def alive(self) -> bool:
         return self._process.poll() is None
 
-    def read(self, suffix: str, data: bytes, seconds: float) -> dict:
+    def read(
+        self,
+        suffix: str,
+        data: bytes,
+        seconds: float,
+        page_seconds: float,
+        progress: Progress | None = None,
+        options: dict | None = None,
+    ) -> dict:
         try:
-            _send(self._process.stdin, suffix.encode(), data)
+            _send(self._process.stdin, suffix.encode(), json.dumps(options or {}).encode(), data)
         except OSError:
             reply = None  # it died before
         else:
-            try:
-                reply = self._replies.get(timeout=seconds)
-            except queue.Empty:
-                self.close()
-                raise OverBudget(f"took longer than {seconds:g} s to read") from None
+            reply = self._answer(seconds, page_seconds, progress)
         if reply is None:  # killed by the system, or a crash inside a C library
             self.close()
             raise ReaderFailed(
@@ -110,13 +127,42 @@ class _Worker:
             )
         status = reply["status"]
         if status == "ok":
-            return {key: reply[key] for key in ("text", "kind", "language")}
+            return {key: reply[key] for key in ("text", "kind", "language", "pages", "ocr_pages")}
         if status == "memory":
             self.close()  # its heap may stay fragmented: start afresh
             raise OverBudget(f"needed more than {self.memory_mb} MB to read")
         if status == "unreadable":
             raise UnreadableText(reply["reason"])
         raise ReaderFailed(reply["reason"])
+
+    def _answer(self, seconds: float, page_seconds: float, progress: Progress | None) -> dict | None:
+        """The answer to the file just sent: within ``seconds``, and once pages are reported done,
+        within ``page_seconds`` of the last page.
+        """
+        deadline = time.monotonic() + seconds
+        done, total = 0, 0
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                reply = self._replies.get(timeout=max(0.0, min(left, _HEARTBEAT_SECONDS)))
+            except queue.Empty:
+                if left <= _HEARTBEAT_SECONDS:
+                    self.close()
+                    if total:
+                        raise OverBudget(f"a page took longer than {page_seconds:g} s to read by OCR") from None
+                    raise OverBudget(f"took longer than {seconds:g} s to read") from None
+                reply = {"status": "progress", "done": done, "total": total}
+            else:
+                if reply is None or reply["status"] != "progress":
+                    return reply
+                done, total = reply["done"], reply["total"]
+                deadline = time.monotonic() + page_seconds
+            if progress:
+                try:
+                    progress(done, total)
+                except BaseException:
+                    self.close()  # it is busy with the file: stopping it is the only way
+                    raise
 
     def close(self) -> None:
         if self.alive():
@@ -151,7 +197,7 @@ def _receive_frame(pipe: BinaryIO) -> bytes | None:
     return frame if len(frame) == size else None
 
 
-def _serve(memory_mb: int, app_pid: int) -> None:
+def _serve(memory_mb: int, app_pid: int, ocr: bool = False) -> None:
     """The worker's loop (see :class:`_Worker`); runs until its stdin closes or the app ends."""
     if sys.platform != "win32":
         threading.Thread(target=_exit_with, args=(app_pid,), name="document-reader-watch", daemon=True).start()
@@ -162,6 +208,7 @@ def _serve(memory_mb: int, app_pid: int) -> None:
     # What went wrong comes back as the reason; pypdf's notes on repairs and bs4's warnings would
     # only fill the app's console.
     logging.getLogger("pypdf").setLevel(logging.ERROR)
+    logging.getLogger("pdfminer").setLevel(logging.ERROR)
     warnings.simplefilter("ignore")
     # Imported before the limit is set, so that the budget is the file's alone.
     import bs4
@@ -173,15 +220,22 @@ def _serve(memory_mb: int, app_pid: int) -> None:
     from core.knowledge.loaders import parse
 
     del bs4, mammoth, markdownify, pypdf, from_bytes
+    if ocr:
+        _load_ocr()
     _limit_memory(memory_mb)
     _answer(replies, {"status": "ready"})
     while True:
         suffix = _receive_frame(requests)
+        options = _receive_frame(requests)
         data = _receive_frame(requests)
-        if suffix is None or data is None:
+        if suffix is None or options is None or data is None:
             return  # the app closed the pipe, or ended
+
+        def report(done: int, total: int) -> None:
+            _answer(replies, {"status": "progress", "done": done, "total": total})
+
         try:
-            reply = {"status": "ok", **parse(suffix.decode(), data)}
+            reply = {"status": "ok", **parse(suffix.decode(), data, report, **json.loads(options))}
         except MemoryError:
             reply = {"status": "memory"}
         except UnreadableText as exc:
@@ -197,6 +251,21 @@ def _serve(memory_mb: int, app_pid: int) -> None:
         except MemoryError:  # the text itself is too large to send
             reply = None  # freed first
             _answer(replies, {"status": "memory"})
+
+
+def _load_ocr() -> None:
+    """Import what reading PDFs and images needs (0.4 s). The OCR models themselves are loaded on
+    the first page that needs them (a second, 0.3 GB, within the memory budget): most PDFs never do.
+    """
+    import pdfplumber
+    import pypdfium2
+
+    del pdfplumber, pypdfium2
+    # Without the package, pages that need OCR are reported as such (see core.knowledge.ocr).
+    with contextlib.suppress(ImportError):
+        import rapidocr_onnxruntime
+
+        del rapidocr_onnxruntime
 
 
 def _exit_with(app_pid: int) -> None:
@@ -231,39 +300,52 @@ def _limit_memory(megabytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 
-def read_in_worker(suffix: str, data: bytes, memory_mb: int, seconds: float) -> dict:
-    """The text, kind and language of a document of type ``suffix``, read by a worker process
-    within ``memory_mb`` and ``seconds``; raises :class:`OverBudget`, :class:`ReaderFailed` or
-    ``UnreadableText``.
+def read_in_worker(
+    suffix: str,
+    data: bytes,
+    memory_mb: int,
+    seconds: float,
+    ocr: bool = False,
+    page_seconds: float | None = None,
+    progress: Progress | None = None,
+    read_scans: bool = True,
+) -> dict:
+    """The text, kind, language and pages of a document of type ``suffix``, read by a worker
+    process within ``memory_mb`` and ``seconds`` (``ocr``: one with the OCR models loaded; each
+    page read by OCR may take ``page_seconds`` more; with ``read_scans`` false, pages without text
+    are only counted); raises :class:`OverBudget`,
+    :class:`ReaderFailed` or ``UnreadableText``, or what ``progress`` raises.
     """
     global _no_workers_until, _start_failure
     worker = None
     with _idle_lock:
-        while _idle and worker is None:
-            candidate = _idle.pop()
-            if candidate.memory_mb == memory_mb and candidate.alive():
-                worker = candidate
-            else:
-                candidate.close()
+        for candidate in [w for w in _idle if not w.alive()]:
+            _idle.remove(candidate)
+            candidate.close()
+        # A folder mixes PDFs (read by OCR workers) with other documents: each kind keeps its own.
+        matching = [w for w in _idle if w.memory_mb == memory_mb and w.ocr == ocr]
+        if matching:
+            worker = matching[-1]
+            _idle.remove(worker)
     if worker is None:
         # Without a worker there is no budget, and a hostile file could stall the app: such files
         # are skipped, saying why, rather than read here.
         if time.monotonic() < _no_workers_until:
             raise ReaderFailed(_start_failure)
         try:
-            worker = _Worker(memory_mb)
+            worker = _Worker(memory_mb, ocr)
         except OSError as exc:
             _start_failure = f"the document reader process could not start: {exc.strerror or exc}"
             _no_workers_until = time.monotonic() + _RETRY_START_SECONDS
             log.warning("%s; documents that need a parser are skipped", _start_failure)
             raise ReaderFailed(_start_failure) from None
     try:
-        return worker.read(suffix, data, seconds)
+        options = {"read_scans": read_scans} if ocr else {}
+        return worker.read(suffix, data, seconds, page_seconds or seconds, progress, options)
     finally:
         if worker.alive():
             with _idle_lock:
-                keep = len(_idle) < _MAX_IDLE_WORKERS
-                if keep:
-                    _idle.append(worker)
-            if not keep:
-                worker.close()
+                _idle.append(worker)
+                evicted = _idle.pop(0) if len(_idle) > _MAX_IDLE_WORKERS else None  # the longest idle
+            if evicted:
+                evicted.close()

@@ -64,7 +64,8 @@ CREATE TABLE IF NOT EXISTS chunk (
     text TEXT NOT NULL,
     terms TEXT NOT NULL DEFAULT '',
     start_col INTEGER,
-    end_col INTEGER
+    end_col INTEGER,
+    page INTEGER
 );
 CREATE INDEX IF NOT EXISTS chunk_by_file ON chunk (source_id, path, seq);
 CREATE INDEX IF NOT EXISTS chunk_by_kb ON chunk (kb_id);
@@ -81,6 +82,8 @@ _ADDED_COLUMNS = [
     # or locks nothing anyone had; an administrator can give them an owner later.
     ("kb", "owner", "TEXT"),
     ("kb", "sharing", "TEXT NOT NULL DEFAULT 'edit'"),
+    # The page a chunk starts on, for PDFs and images; NULL for other files and older chunks.
+    ("chunk", "page", "INTEGER"),
 ]
 
 
@@ -138,7 +141,8 @@ class ChunkRecord:
     """One stored chunk with where it came from.
 
     ``start_col`` and ``end_col`` are set only where another chunk of the file spans the same
-    lines, so that a citation tells the two apart.
+    lines, so that a citation tells the two apart. ``page`` is the 1-based page it starts on, for
+    files that have pages (PDFs, images).
     """
 
     id: str
@@ -153,6 +157,7 @@ class ChunkRecord:
     terms: str = ""
     start_col: int | None = None
     end_col: int | None = None
+    page: int | None = None
 
 
 class Records:

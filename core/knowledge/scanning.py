@@ -16,6 +16,7 @@ from pathlib import Path
 import pathspec
 
 from core.knowledge.loaders import SUPPORTED_SUFFIXES
+from core.knowledge.ocr import IMAGE_SUFFIXES, looks_like_image
 from core.knowledge.reading import looks_binary
 
 # Folders that hold tooling, environments or build output rather than documents.
@@ -69,17 +70,13 @@ IGNORED_FILES = (
     "spiece.model",
     "sentencepiece.bpe.model",
 )
-# Binary by their name; the NUL-byte check catches the rest. PDF and Word files are binary
-# containers that the loaders read.
+# Binary by their name; the NUL-byte check catches the rest. PDF, Office files and e-books are
+# binary containers that the loaders read.
 BINARY_SUFFIXES = frozenset(
     {
-        ".png",
-        ".jpg",
-        ".jpeg",
         ".gif",
         ".bmp",
         ".ico",
-        ".webp",
         ".svgz",
         ".mp3",
         ".mp4",
@@ -125,12 +122,9 @@ BINARY_SUFFIXES = frozenset(
         ".eot",
         ".doc",
         ".ppt",
-        ".xls",
-        ".pptx",
-        ".xlsx",
     }
 )
-CONTAINER_SUFFIXES = frozenset({".pdf", ".docx"})
+CONTAINER_SUFFIXES = frozenset({".pdf", ".docx", ".xlsx", ".xlsm", ".xls", ".pptx", ".epub"})
 NAMED_TEXT_FILES = frozenset({"README", "LICENSE", "Makefile", "Dockerfile"})
 
 
@@ -254,6 +248,9 @@ def _skip_reason(path: Path, max_bytes: int) -> tuple[str, str] | None:
     if suffix not in SUPPORTED_SUFFIXES and path.name not in NAMED_TEXT_FILES:
         return "unsupported_type", suffix or "(no extension)"
     try:
+        if suffix in IMAGE_SUFFIXES:
+            with path.open("rb") as handle:  # read by OCR if it is an image, a binary like any other if not
+                return None if looks_like_image(handle.read(12)) else ("binary", suffix)
         if suffix not in CONTAINER_SUFFIXES and looks_binary(path):
             return "binary", "contains NUL bytes"
     except OSError as exc:

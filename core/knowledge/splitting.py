@@ -1,12 +1,14 @@
 """Split a document into overlapping chunks that know their lines and their heading path.
 
-Markdown (and what loaders turn into Markdown: HTML, Word files, notebooks) is cut into
-sections at its headings first; each chunk remembers the heading path it sits under. Code is
-cut at class and function boundaries of its language; prose at paragraphs, lines and sentence
-ends, Chinese punctuation included. Chunk size is counted in characters or in the embedding
-model's tokens, and a chunk is never longer than the model reads: longer ones are cut again.
-A chunk of nothing but markup (a lone code fence, a heading, a title's underline) is merged
-into a neighbour, and chunks that span the same lines also know their columns, so no two
+Markdown (and what loaders turn into Markdown: HTML, Word, spreadsheets, slides, e-books,
+notebooks) is cut into sections at its headings first; each chunk remembers the heading path
+it sits under. Code is cut at class and function boundaries of its language; prose at
+paragraphs, lines and sentence ends, Chinese punctuation included. A Markdown table stays whole
+in a chunk with its caption, or is cut between rows into chunks that each repeat its caption
+and header (table_split.py). Chunk size is counted in characters or in the embedding model's
+tokens, and a chunk is never longer than the model reads: longer ones are cut again. A chunk
+of nothing but markup (a lone code fence, a heading, a title's underline) is merged into a
+neighbour, and chunks that span the same lines also know their columns, so no two
 chunks of a file are cited at the same place.
 """
 
@@ -23,8 +25,9 @@ from typing import Literal
 from langchain_text_splitters import Language, RecursiveCharacterTextSplitter
 
 from core.knowledge.chunk_content import FENCE, has_content
+from core.knowledge.table_split import find_tables, split_table
 
-SPLITTER_VERSION = 2
+SPLITTER_VERSION = 3
 """Raised whenever a change here changes the chunks of unchanged text and settings: files
 split by an older version are split again on the next refresh of their knowledge base."""
 
@@ -43,6 +46,9 @@ _RST_SEPARATORS = [
     "\n",
 ]
 _MARKUP_LANGUAGES = frozenset({"markdown", "rst"})
+# Markdown tables are kept whole or cut between rows with their header (core/knowledge/table_split.py)
+# in Markdown and in plain text (PDF pages), not in code, where "|" starts other things.
+_TABLE_LANGUAGES = frozenset({"markdown", None})
 
 TokenCounter = Callable[[str], int]
 
@@ -105,9 +111,34 @@ def split_document(
     for offset, section, heading in _sections(text, language):
         # Every chunk of a section is checked against the budget left after its heading.
         heading_tokens = count_tokens(heading) if count_tokens and heading else 0
-        chunks = splitter.split_text(section)
-        for chunk, at in zip(chunks, _starts(section, chunks, overlap), strict=True):
-            pieces.extend(_clamp(chunk, offset + at, heading, heading_tokens, newlines, count_tokens, max_tokens))
+        model_fits = _model_fits(heading_tokens, count_tokens, max_tokens)
+        tables = []
+        if language in _TABLE_LANGUAGES:
+            tables = find_tables(section, lambda line: length(line) <= settings.chunk_size // 4)
+        if tables and length(section) <= settings.chunk_size and (model_fits is None or model_fits(section)):
+            # A section that fits in a chunk stays one chunk (a slide, a short page), tables and all.
+            whole = section.strip()
+            pieces.append(_piece(whole, offset + section.find(whole), heading, newlines))
+            continue
+        done = 0  # the text before each table is cut as before; each table by the table rule
+        for table in [*tables, None]:
+            part = section[done : table.start if table else len(section)]
+            chunks = splitter.split_text(part)
+            for chunk, at in zip(chunks, _starts(part, chunks, overlap), strict=True):
+                pieces.extend(
+                    _clamp(chunk, offset + done + at, heading, heading_tokens, newlines, count_tokens, max_tokens)
+                )
+            if table:
+                cut = split_table(section, table, settings.chunk_size, length, model_fits)
+                for chunk, at, last in cut:
+                    if section.startswith(chunk, at):
+                        pieces.extend(
+                            _clamp(chunk, offset + at, heading, heading_tokens, newlines, count_tokens, max_tokens)
+                        )
+                    else:  # rows after the repeated caption and header
+                        first, end = (bisect.bisect_left(newlines, offset + i) + 1 for i in (at, last))
+                        pieces.append(Piece(chunk, first, end, heading, offset + at))
+                done = table.end
 
     def fits(piece: Piece) -> bool:
         # Markup is short, so even a full neighbour takes it in; the bound only stops a long
@@ -198,6 +229,14 @@ def _sections(text: str, language: str | None) -> list[tuple[int, str, str]]:
     return sections
 
 
+def _model_fits(heading_tokens: int, count_tokens: TokenCounter | None, max_tokens: int | None):
+    """Whether a chunk under a heading of ``heading_tokens`` fits in what the model reads (None: no limit)."""
+    if not (count_tokens and max_tokens):
+        return None
+    room = max(max_tokens - heading_tokens, 16)
+    return lambda chunk: count_tokens(chunk) <= room
+
+
 def _clamp(
     text: str,
     start: int,
@@ -235,15 +274,21 @@ def _absorb_markup(
     def fenced(at: int) -> bool:
         return bisect.bisect_left(fences, at) % 2 == 1
 
+    def verbatim(piece: Piece) -> bool:
+        # Table chunks that repeat a header are not a stretch of ``text``: never merged into.
+        return text.startswith(piece.text, piece.start)
+
     kept: list[Piece] = []
     waiting = collections.deque(pieces)
     while waiting:
         piece = waiting.popleft()
-        if has_content(piece.text, markup, fenced(piece.start)):
+        if not verbatim(piece) or has_content(piece.text, markup, fenced(piece.start)):
             kept.append(piece)
             continue
-        after = _span(text, piece, waiting[0], waiting[0].heading, newlines) if waiting else None
-        before = _span(text, kept[-1], piece, kept[-1].heading, newlines) if kept else None
+        after = (
+            _span(text, piece, waiting[0], waiting[0].heading, newlines) if waiting and verbatim(waiting[0]) else None
+        )
+        before = _span(text, kept[-1], piece, kept[-1].heading, newlines) if kept and verbatim(kept[-1]) else None
         forward = not _closes(piece.text, fenced(piece.start + len(piece.text)))
         for merged in (after, before) if forward else (before, after):
             if merged is not None and fits(merged):

@@ -42,6 +42,8 @@ class Engine:
     def __init__(self, model: Any, fast: bool = True) -> None:
         self.model = model
         self._worker = generation_thread()
+        self._count_lock = threading.Lock()
+        self._in_flight = 0
         self._cache: Any = None
         self._compile: Any = None
         self.max_cache_len = 0
@@ -71,7 +73,20 @@ class Engine:
 
     def submit(self, **kwargs: Any) -> concurrent.futures.Future:
         """Run ``model.generate(**kwargs)`` on the worker; the fast path is used when it fits."""
-        return self._worker.submit(self._generate, kwargs)
+        with self._count_lock:
+            self._in_flight += 1
+        future = self._worker.submit(self._generate, kwargs)
+        future.add_done_callback(self._finished)
+        return future
+
+    def _finished(self, _: concurrent.futures.Future) -> None:
+        with self._count_lock:
+            self._in_flight -= 1
+
+    @property
+    def in_flight(self) -> int:
+        """Generations submitted and not finished: the one running and those queued behind it."""
+        return self._in_flight
 
     def _generate(self, kwargs: dict[str, Any]) -> Any:
         prompt = kwargs["input_ids"].shape[1]

@@ -9,7 +9,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
-from core.errors import NoModelLoaded
+from core.errors import ModelBusy, NoModelLoaded
 from core.models import loader, remote
 from core.models.chat import LocalChatModel
 from core.models.loader import LoadedModel, LoadOptions, Progress
@@ -56,11 +56,19 @@ class ModelManager:
             return self._resident
 
     def unload(self) -> None:
-        """Free the resident model's memory."""
+        """Free the resident model's memory; :class:`ModelBusy` while it is writing answers."""
         with self._lock:
             self._unload_locked()
 
+    def in_flight(self) -> int:
+        """Answers the resident model is writing or has queued (0 for a model server's)."""
+        engine = getattr(self._resident, "engine", None)
+        return engine.in_flight if engine is not None else 0
+
     def _unload_locked(self) -> None:
+        # Unloading under another session's stream would end it with an error halfway through.
+        if busy := self.in_flight():
+            raise ModelBusy(name=self._resident.spec.name, count=busy)
         resident, self._resident, self._options = self._resident, None, None
         if isinstance(resident, LoadedModel):
             loader.release(resident)

@@ -12,6 +12,8 @@ def source_label(doc: Document) -> str:
 
     >>> source_label(Document("x", metadata={"path": "a.md", "start_line": 3, "end_line": 5}))
     'a.md:3-5'
+    >>> source_label(Document("x", metadata={"path": "a.pdf", "start_line": 40, "end_line": 52, "page": 12}))
+    'a.pdf, p. 12'
 
     Where another chunk spans the same lines (long lines), columns tell the two apart:
 
@@ -21,6 +23,8 @@ def source_label(doc: Document) -> str:
     """
     meta = doc.metadata
     path, start = meta.get("path", "?"), meta.get("start_line")
+    if meta.get("page"):  # PDFs and images: the page is what a reader finds again
+        return f"{path}, p. {meta['page']}"
     if start is None:
         return path
     end = meta.get("end_line") or start

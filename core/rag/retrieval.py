@@ -97,6 +97,7 @@ class Hit:
                 "end_line": c.end_line,
                 "start_col": c.start_col,
                 "end_col": c.end_col,
+                "page": c.page,
                 "heading": c.heading,
                 "score": self.relevance,
                 "rank": self.rank,

@@ -68,6 +68,24 @@ def test_the_loaded_model_says_whether_generation_takes_the_fast_path_and_why_no
     assert any(c.value.startswith("Generation: fast path (static KV cache") for c in app.caption)
 
 
+def test_unload_while_another_page_is_getting_an_answer_is_refused_and_says_why(app):
+    import types
+
+    _models(app)
+    app.button(key="models.load").click().run()
+    wait_for_jobs()
+    resident = services().models.current
+    engine = types.SimpleNamespace(fast=True, reason="compiled", in_flight=1, close=lambda: None)
+    resident.engine = engine
+    app.run()
+    app.button(key="models.unload").click().run()
+    assert "is writing 1 answer(s) for this or another open page right now" in app.error[0].value
+    assert services().models.current is resident
+    resident.engine.in_flight = 0
+    app.button(key="models.unload").click().run()
+    assert app.info[0].value == "No model in memory."
+
+
 def test_try_it_streams_a_reply_and_unload_frees_the_model(app):
     _models(app)
     app.button(key="models.load").click().run()

@@ -107,10 +107,11 @@ def test_text_with_nul_bytes_is_refused(tmp_path):
 def test_supported_suffixes_cover_the_folder_scan_and_the_documents():
     assert TEXT_SUFFIXES <= SUPPORTED_SUFFIXES
     assert {".ipynb", ".html", ".htm", ".pdf", ".docx", ".csv", ".tsv"} <= SUPPORTED_SUFFIXES
+    assert {".xlsx", ".xlsm", ".xls", ".pptx", ".epub"} <= SUPPORTED_SUFFIXES
     assert all(suffix.startswith(".") and suffix == suffix.lower() for suffix in SUPPORTED_SUFFIXES)
 
 
-@pytest.mark.parametrize("name", ["photo.png", "slides.pptx", "old.doc", "archive"])
+@pytest.mark.parametrize("name", ["old.ppt", "old.doc", "book.mobi", "archive"])
 def test_unknown_types_are_unsupported_without_reading_the_file(tmp_path, name):
     with pytest.raises(UnsupportedFile, match="unsupported"):
         load(tmp_path / name)  # the file does not exist: the name alone decides
@@ -321,19 +322,22 @@ def test_zip_that_is_not_a_word_file_is_unreadable(tmp_path):
 # --- CSV ---------------------------------------------------------------------------------------------
 
 
-def test_csv_rows_become_lines_of_named_values(tmp_path):
-    content = 'name,city,note\r\nAlice,"Paris, FR","line one\r\nline two"\r\nBob,,quiet\r\n\r\n'
+def test_csv_becomes_a_markdown_table_of_one_line_rows(tmp_path):
+    content = 'name,city,note\r\nAlice,"Paris, FR","line one\r\nline two"\r\nBob,,quiet | calm\r\n\r\n'
     doc = load(_write(tmp_path, "people.csv", content))
-    assert doc.text == "name: Alice | city: Paris, FR | note: line one line two\nname: Bob | note: quiet"
-    assert doc.kind == "csv"
+    assert doc.text == (
+        "| name | city | note |\n| --- | --- | --- |\n"
+        "| Alice | Paris, FR | line one line two |\n| Bob |  | quiet \\| calm |"
+    )
+    assert (doc.kind, doc.language) == ("csv", "markdown")
 
 
 def test_csv_delimiter_is_sniffed_and_encoding_detected(tmp_path):
     content = "姓名;城市\n张三;北京\n李四;上海\n"
     doc = load(_write(tmp_path, "人员.csv", content.encode("gbk")))
-    assert doc.text == "姓名: 张三 | 城市: 北京\n姓名: 李四 | 城市: 上海"
+    assert doc.text == "| 姓名 | 城市 |\n| --- | --- |\n| 张三 | 北京 |\n| 李四 | 上海 |"
 
 
 def test_tsv_uses_tabs_and_names_extra_columns(tmp_path):
     doc = load(_write(tmp_path, "scores.tsv", "id\tscore\n1\t9, good\textra\n"))
-    assert doc.text == "id: 1 | score: 9, good | column 3: extra"
+    assert doc.text == "| id | score | column 3 |\n| --- | --- | --- |\n| 1 | 9, good | extra |"
