@@ -102,6 +102,9 @@ if (typed or again) and answerable:
             else:
                 chat.settle(app.conversations, turn, answer, spec.name if spec else None, bool(spec and spec.demo))
                 if answer.needs_model:
+                    # One model serves every open page, one answer at a time: say who is first.
+                    if ahead := app.models.in_flight():
+                        st.caption(t("chat.queue", count=ahead))
                     pieces = answer.stream(llm, **choices.generation)
                     reply = chat.stream_reply(app.conversations, turn, answer, pieces)
                     try:

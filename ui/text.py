@@ -632,6 +632,10 @@ TEXT: dict[str, dict[str, str]] = {
     },
     "chat.input": {"en": "Ask a question about your documents", "zh": "就文档提出问题"},
     "chat.stop": {"en": "Stop", "zh": "停止"},
+    "chat.queue": {
+        "en": "The model is writing {count} answer(s) for other open pages; yours starts after them.",
+        "zh": "模型正在为其他打开的页面撰写 {count} 个回答；你的回答将在它们之后开始。",
+    },
     "chat.stopped": {"en": "(stopped)", "zh": "（已停止）"},
     "chat.sources": {"en": "Sources ({n})", "zh": "出处（{n} 条）"},
     "chat.source": {"en": "[{rank}] {label}", "zh": "[{rank}] {label}"},

@@ -217,3 +217,21 @@ def test_without_a_model_questions_get_quick_answers_from_the_knowledge_base(app
     # With the model alone (no knowledge base) there is nothing to quote: the input waits for a model.
     app.multiselect(key="chat.kbs").unselect("docs").run()
     assert app.chat_input(key="chat.input").proto.disabled
+
+
+def test_a_question_waiting_for_other_pages_answers_says_so(app, docs_folder, monkeypatch):
+    import types
+
+    import streamlit
+
+    services().models.load("qwen2-7b-instruct")  # the fake backend: nothing is read from disk
+    services().models.current.engine = types.SimpleNamespace(in_flight=2, fast=True, reason="", close=lambda: None)
+    _ingested_app(app, docs_folder)
+    # What the page shows while the answer is written (the rerun after it redraws the conversation).
+    monkeypatch.setattr(streamlit, "rerun", lambda: None)
+    _ask(app, "LMDeploy 支持哪些量化？")
+    assert not app.exception
+    assistant = app.chat_message[1]
+    assert "canned answer" in assistant.markdown[0].value
+    shown = [c.value for c in app.caption]
+    assert "The model is writing 2 answer(s) for other open pages; yours starts after them." in shown

@@ -165,6 +165,13 @@ def test_chat_starts_with_a_knowledge_base_selected(chromium, running_app, page,
     assert page.get_by_placeholder("None: chat with the model alone").count() == 0
     page.get_by_text("No model is loaded: answers are quoted").wait_for()  # the page is drawn
     _shot(page, "flow-chat-preselected")
+    # Without any model, a question gets a quick answer quoted from the knowledge base.
+    page.get_by_placeholder("Ask a question about your documents").fill("How long should the pasta boil?")
+    page.keyboard.press("Enter")
+    answer = page.locator("[data-testid=stChatMessage]").nth(1)
+    answer.get_by_text("Quick answer: sentences quoted from your sources").wait_for(timeout=120_000)
+    assert "Boil the pasta for ten minutes" in answer.inner_text() and "[1]" in answer.inner_text()
+    _shot(page, "flow-chat-no-model-quick-answer")
 
 
 def test_stop_shows_the_saved_partial_answer_and_keeps_the_conversation(chromium, running_app, page, tmp_path):
