@@ -36,14 +36,16 @@ def test_the_engine_counts_answers_being_written_and_queued():
     assert engine.in_flight == 0
 
 
-def test_unloading_a_model_that_is_writing_answers_is_refused_clearly(settings):
+def test_unloading_or_switching_a_model_that_is_writing_answers_is_refused_clearly(settings):
     manager = ModelManager(settings, ModelRegistry(settings.models_dir / "custom_models.json"))
-    spec = types.SimpleNamespace(name="Qwen2-7B-Instruct")
+    spec = types.SimpleNamespace(key="qwen2-7b-instruct", name="Qwen2-7B-Instruct")
     manager._resident = types.SimpleNamespace(spec=spec, engine=types.SimpleNamespace(in_flight=2))
     with pytest.raises(ModelBusy) as refused:
         manager.unload()
     assert "Qwen2-7B-Instruct is writing 2 answer(s)" in refused.value.message("en")
-    assert manager.current is not None  # still loaded, the other answers go on
+    with pytest.raises(ModelBusy):
+        manager.load("smollm2-135m-instruct")  # switching models unloads this one first
+    assert manager.current.spec is spec  # still loaded, the other answers go on
     manager._resident.engine.in_flight = 0
     manager.unload()
     assert manager.current is None
