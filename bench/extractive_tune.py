@@ -218,13 +218,13 @@ def main() -> None:
     model, fitted = default_embeddings()
     for cosine in (0.86, 0.88, 0.9):
         for name, cases in tune_cases.items():
-            figures = attribution(cases, SUPPORT_THRESHOLD, Meaning(model, cosine))
+            figures = attribution(cases, SUPPORT_THRESHOLD, Meaning(lambda: model, cosine))
             rows.append((f"{name}, meaning {cosine}", SUPPORT_THRESHOLD, *figures.values()))
     for name, cases in {"cmrc dev": support_cases(dev, False), "pubmed report": support_cases(pm_report, True)}.items():
         figures = attribution(cases, SUPPORT_THRESHOLD)
         rows.append((f"{name} (report), words only", SUPPORT_THRESHOLD, *figures.values()))
         result[f"attribution_{name.split()[0]}_words"] = figures
-        figures = attribution(cases, SUPPORT_THRESHOLD, Meaning(model, fitted))
+        figures = attribution(cases, SUPPORT_THRESHOLD, Meaning(lambda: model, fitted))
         rows.append((f"{name} (report), meaning {fitted}", SUPPORT_THRESHOLD, *figures.values()))
         result[f"attribution_{name.split()[0]}"] = figures
     report("Attribution", ["set", "threshold", "citation precision", "false support"], rows, result)

@@ -191,7 +191,7 @@ def _meaning(searcher: Searcher, kb: KnowledgeBase) -> Meaning | None:
     spec = searcher.bases.embeddings.registry.get(kb.embedding)
     if spec.sentence_match is None:
         return None
-    return Meaning(searcher.bases.embeddings.get(kb.embedding), spec.sentence_match)
+    return Meaning(functools.partial(searcher.bases.embeddings.get, kb.embedding), spec.sentence_match)
 
 
 def build_messages(system: str, history: Sequence[Turn], last: str, settings: AnswerSettings) -> list[BaseMessage]:

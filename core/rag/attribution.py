@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from langchain_core.documents import Document
@@ -45,9 +45,11 @@ Kind = Literal["cited", "matched", "unsupported", "plain"]
 
 @dataclasses.dataclass(frozen=True)
 class Meaning:
-    """Matching by meaning: an embedding model and the cosine a match needs."""
+    """Matching by meaning: the embedding model (asked for only when a sentence needs it, so an
+    answer matched by words alone never builds one) and the cosine a match needs.
+    """
 
-    embeddings: Embeddings
+    embeddings: Callable[[], Embeddings]
     threshold: float
 
 
@@ -117,11 +119,12 @@ def _by_meaning(
         return sentences
     import numpy as np
 
-    sources = np.asarray(meaning.embeddings.embed_documents([d.page_content for d in docs]), dtype=np.float32)
+    model = meaning.embeddings()
+    sources = np.asarray(model.embed_documents([d.page_content for d in docs]), dtype=np.float32)
     sources /= np.linalg.norm(sources, axis=1, keepdims=True)
     for i in doubted:
         sentence = sentences[i]
-        vector = np.asarray(meaning.embeddings.embed_query(text[sentence.start : sentence.end]), dtype=np.float32)
+        vector = np.asarray(model.embed_query(text[sentence.start : sentence.end]), dtype=np.float32)
         cosines = sources @ (vector / np.linalg.norm(vector))
         best = int(np.argmax(cosines))
         closeness = float(cosines[best])

@@ -117,10 +117,18 @@ class _Topics(Embeddings):
 def test_a_reworded_sentence_is_matched_by_meaning_when_its_embedding_is_close_enough():
     reworded = "Weights can be compressed to a quarter of their size."
     assert _kinds(attribute(reworded, DOCS)) == [(reworded, "unsupported", ())]  # too few shared words
-    close = attribute(reworded, DOCS, meaning=Meaning(_Topics(), threshold=0.9))
+    close = attribute(reworded, DOCS, meaning=Meaning(_Topics, threshold=0.9))
     ((_, kind, sources),) = _kinds(close)
     assert (kind, sources) == ("matched", (1,)) and close.sentences[0].support > 0.9
     # Below the row's threshold it stays unsupported; and the model's own citations are left alone.
-    assert _kinds(attribute(reworded, DOCS, meaning=Meaning(_Topics(), threshold=0.9999)))[0][1] == "unsupported"
-    cited = attribute("The server listens on port 23333 [2].", DOCS, meaning=Meaning(_Topics(), threshold=0.9))
+    assert _kinds(attribute(reworded, DOCS, meaning=Meaning(_Topics, threshold=0.9999)))[0][1] == "unsupported"
+    cited = attribute("The server listens on port 23333 [2].", DOCS, meaning=Meaning(_Topics, threshold=0.9))
     assert _kinds(cited)[0][1:] == ("cited", (2,))
+
+
+def test_the_embedding_model_is_asked_for_only_when_a_sentence_needs_matching_by_meaning():
+    def unbuilt():
+        raise AssertionError("the embedding model was built although every sentence was matched by words")
+
+    result = attribute("The api_server listens on port 23333 by default.", DOCS, meaning=Meaning(unbuilt, 0.9))
+    assert _kinds(result)[0][1:] == ("matched", (2,))
