@@ -21,6 +21,7 @@ empty cells are dropped, and an empty header cell is named after its column.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import io
 from collections.abc import Iterable, Iterator, Sequence
@@ -106,6 +107,20 @@ def sheet_markdown(name: str, rows: Iterable[Sequence[object]], room: Room) -> s
     return "\n\n".join(parts)
 
 
+@contextlib.contextmanager
+def _unreadable_as(kind: str) -> Iterator[None]:
+    """Any failure of the library inside becomes "not a readable ``kind`` file": spreadsheet
+    libraries fail on damaged files with zip, XML, struct, key and value errors alike. Running
+    out of memory stays the memory budget's to report, and our own refusals pass as they are.
+    """
+    try:
+        yield
+    except (MemoryError, UnreadableText):
+        raise
+    except Exception as exc:
+        raise UnreadableText(f"not a readable {kind} file: {exc}") from exc
+
+
 def xlsx(data: bytes) -> str:
     """Every worksheet of an .xlsx (or .xlsm) file, in workbook order; formulas as their last
     computed values (a formula never computed, as in files some libraries write, is empty).
@@ -114,19 +129,11 @@ def xlsx(data: bytes) -> str:
 
     check_unpacked(data, ".xlsx", skip=("xl/media/",))
     room = Room(len(data))
-    # openpyxl fails on non-zip, non-Excel or damaged files with zip, XML, key and value errors.
-    try:
+    with _unreadable_as(".xlsx"):
         book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except MemoryError:
-        raise
-    except Exception as exc:
-        raise UnreadableText(f"not a readable .xlsx file: {exc}") from exc
     try:
-        sheets = [sheet_markdown(sheet.title, sheet.iter_rows(values_only=True), room) for sheet in book.worksheets]
-    except (MemoryError, UnreadableText):
-        raise
-    except Exception as exc:
-        raise UnreadableText(f"not a readable .xlsx file: {exc}") from exc
+        with _unreadable_as(".xlsx"):
+            sheets = [sheet_markdown(sheet.title, sheet.iter_rows(values_only=True), room) for sheet in book.worksheets]
     finally:
         book.close()
     return _sheets(sheets)
@@ -137,22 +144,15 @@ def xls(data: bytes) -> str:
     import xlrd
 
     room = Room(len(data))
-    try:
+    with _unreadable_as(".xls"):
         book = xlrd.open_workbook(file_contents=data, on_demand=True)
-    except MemoryError:
-        raise
-    except Exception as exc:  # xlrd.XLRDError, and struct or index errors on damaged files
-        raise UnreadableText(f"not a readable .xls file: {exc}") from exc
     try:
-        sheets = []
-        for index in range(book.nsheets):
-            sheet = book.sheet_by_index(index)
-            sheets.append(sheet_markdown(sheet.name, _xls_rows(sheet, book.datemode), room))
-            book.unload_sheet(index)
-    except (MemoryError, UnreadableText):
-        raise
-    except Exception as exc:
-        raise UnreadableText(f"not a readable .xls file: {exc}") from exc
+        with _unreadable_as(".xls"):
+            sheets = []
+            for index in range(book.nsheets):
+                sheet = book.sheet_by_index(index)
+                sheets.append(sheet_markdown(sheet.name, _xls_rows(sheet, book.datemode), room))
+                book.unload_sheet(index)
     finally:
         book.release_resources()
     return _sheets(sheets)
