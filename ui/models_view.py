@@ -199,7 +199,7 @@ def resident_panel(app: Services) -> None:
     left.success(t("models.loaded", name=resident.spec.name, device=resident.device, dtype=resident.dtype or "-"))
     engine = getattr(resident, "engine", None)  # a model server has none: it generates elsewhere
     if engine is not None:
-        left.caption(t("models.engine.fast") if engine.fast else plain(t("models.engine.plain", reason=engine.reason)))
+        left.caption(plain(t(f"models.engine.{engine.why}", detail=engine.detail)))
     if right.button(t("models.unload"), key=keys.MODELS_UNLOAD):
         try:
             app.models.unload()

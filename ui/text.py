@@ -155,9 +155,25 @@ TEXT: dict[str, dict[str, str]] = {
         "en": "Generation: fast path (static KV cache, compiled decoding, CUDA graphs).",
         "zh": "生成：快速路径（静态 KV 缓存、编译的解码步骤、CUDA Graph）。",
     },
-    "models.engine.plain": {
-        "en": "Generation: plain generate ({reason}).",
-        "zh": "生成：普通 generate（{reason}）。",
+    "models.engine.not_requested": {
+        "en": "Generation: plain generate (the fast path was not asked for).",
+        "zh": "生成：普通 generate（未要求快速路径）。",
+    },
+    "models.engine.no_cuda": {
+        "en": "Generation: plain generate (compiled decoding needs a CUDA GPU (this model is on {detail})).",
+        "zh": "生成：普通 generate（编译解码需要 CUDA GPU，此模型在 {detail} 上）。",
+    },
+    "models.engine.unsupported": {
+        "en": "Generation: plain generate ({detail} does not support a compiled static cache).",
+        "zh": "生成：普通 generate（{detail} 不支持编译的静态缓存）。",
+    },
+    "models.engine.no_static_cache": {
+        "en": "Generation: plain generate (no static cache for this model: {detail}).",
+        "zh": "生成：普通 generate（此模型无法使用静态缓存：{detail}）。",
+    },
+    "models.engine.warmup_failed": {
+        "en": "Generation: plain generate (the fast path's warm-up failed: {detail}).",
+        "zh": "生成：普通 generate（快速路径预热失败：{detail}）。",
     },
     "models.unload": {"en": "Unload", "zh": "卸载"},
     "models.none_loaded": {"en": "No model in memory.", "zh": "尚未加载任何模型。"},

