@@ -8,12 +8,14 @@ from pathlib import Path
 import pytest
 
 from core.app_files import AppFiles
+from core.embeddings import e5_convert
 from core.embeddings.catalog import EmbeddingRegistry
 from core.embeddings.pool import EmbeddingPool
 from core.knowledge import vectors
 from core.knowledge.bases import KnowledgeBases
 from core.knowledge.records import Records
 from core.settings import Settings
+from tests.e5_once import linking_writer
 from tests.fakes import HashEmbeddings
 
 # Set before any test imports a hub library (core imports none at import time: see
@@ -24,6 +26,14 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 # The model tests run on the CPU in CI; KBA_TEST_DEVICE=cuda runs the same tests on a GPU.
 TEST_DEVICE = os.environ.get("KBA_TEST_DEVICE", "cpu")
+
+
+@pytest.fixture(autouse=True)
+def _convert_bundled_e5_once(monkeypatch, tmp_path_factory) -> None:
+    """Each data folder gets hard links to one real conversion of the bundled e5 (tests/e5_once.py)."""
+    monkeypatch.setattr(
+        e5_convert, "write_folder", linking_writer(e5_convert.write_folder, tmp_path_factory.getbasetemp())
+    )
 
 
 @pytest.fixture
