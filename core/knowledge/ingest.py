@@ -11,10 +11,8 @@ the writes (Chroma's index above all) would otherwise take as long as the embedd
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import dataclasses
-import hashlib
 import os
 import queue
 import threading
@@ -24,12 +22,18 @@ from pathlib import Path
 from core.errors import JobCancelled
 from core.jobs import JobContext
 from core.knowledge.bases import KnowledgeBases
-from core.knowledge.loaders import UnsupportedFile, load
-from core.knowledge.reading import UnreadableText
+from core.knowledge.file_chunks import (
+    ChunkPlan,
+    FileChunks,
+    ReadingPool,
+    Unchanged,
+    file_chunks,
+    is_current,
+    pool_size,
+    pooled,
+)
 from core.knowledge.records import ChunkRecord, FileRecord, KnowledgeBase, Source
 from core.knowledge.scanning import FoundFile, SkippedFile, scan_folder
-from core.knowledge.splitting import SPLITTER_VERSION, Piece, embedded_text, split_document
-from core.knowledge.terms import chunk_terms
 
 _DONE = object()
 _QUEUE_FILES = 64  # files read ahead of the embedder: bounds memory on any corpus size
@@ -59,33 +63,16 @@ class IngestReport:
 
 
 @dataclasses.dataclass
-class _Pending:
-    record: FileRecord
-    chunks: list[ChunkRecord]
-    texts: list[str]  # what the embedding model reads, per chunk
-
-
-@dataclasses.dataclass
 class _Write:
     """One group's writes: the vectors embedded, then (unless the group was cut short) the
     records of its files and the removal of their chunks that are gone.
     """
 
     vectors: list[tuple[ChunkRecord, str, list[float]]]
-    pending: list[_Pending]
+    pending: list[FileChunks]
     stale: list[str]
     added: int
     complete: bool
-
-
-def chunk_id(kb: KnowledgeBase, source_id: str, path: str, text: str, splitter_signature: str) -> str:
-    """Deterministic id of a chunk.
-
-    The same text of the same file in the same base, split and embedded the same way, always
-    gets the same id.
-    """
-    key = "\x1f".join((kb.id, source_id, path, splitter_signature, kb.embedding, text))
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
 
 
 class Ingestion:
@@ -113,10 +100,17 @@ class Ingestion:
         self.max_file_bytes = max_file_bytes
         self.ctx = ctx
         self.changed = changed
-        self.splitter = bases.splitter(kb)
-        self.signature = self.splitter.signature()
         self.embeddings = bases.embeddings.get(kb.embedding)
+        self.plan = ChunkPlan(
+            kb,
+            source.id,
+            bases.splitter(kb),
+            # A picklable counter where the model has one, so reading processes can count too.
+            getattr(self.embeddings, "token_counter", None) or getattr(self.embeddings, "count_tokens", None),
+            getattr(self.embeddings, "max_tokens", None),
+        )
         on_gpu = str(getattr(self.embeddings, "device", "")).startswith("cuda")
+        self.on_gpu = on_gpu
         self.embed_batch = max(embed_batch, GPU_BATCH) if on_gpu else embed_batch
         # Files are committed to the records in groups of about this many chunks.
         self.group_chunks = self.embed_batch * 8
@@ -144,12 +138,12 @@ class Ingestion:
         reader.start()
         writer = _Writer(lambda write: self._write(collection, write))
         try:
-            pending: list[_Pending] = []
+            pending: list[FileChunks] = []
             while (item := prepared.get()) is not _DONE:
                 if isinstance(item, BaseException):
                     raise item
                 self._check_cancelled()
-                if isinstance(item, _Pending):
+                if isinstance(item, FileChunks):
                     pending.append(item)
                 else:
                     self._bytes_done += item  # an unchanged file's size
@@ -171,68 +165,57 @@ class Ingestion:
 
     def _read_all(self, found: list[FoundFile], manifest: dict[str, FileRecord], out: queue.Queue) -> None:
         _lower_priority()
+        pool = None
         try:
+            todo = []
             for file in found:
+                known = manifest.get(file.path)
+                if self.changed is not None and file.path not in self.changed and known and is_current(known):
+                    todo.append((file, None))  # unchanged by the source's own account: not even read
+                else:
+                    todo.append((file, known.sha256 if known and is_current(known) else ""))
+            pooled_files = [(f, d) for f, d in todo if d is not None and pooled(f.path)]
+            processes = pool_size(self.plan, len(pooled_files), self.on_gpu)
+            ahead = iter(())
+            if processes:
+                pool = ReadingPool(self.plan, processes)
+                ahead = pool.map(pooled_files)
+            for file, digest in todo:
                 if self._stop.is_set():
                     return
-                known = manifest.get(file.path)
-                if self.changed is not None and file.path not in self.changed and known and _current(known):
-                    self.report.files_unchanged += 1
-                    item = None
+                if digest is None:
+                    result = Unchanged()
+                elif processes and pooled(file.path):
+                    result = next(ahead)
                 else:
-                    item = self._prepare(file, manifest)
-                _put(out, item if item is not None else file.size, self._stop)
+                    result = self._read(file, digest)
+                _put(out, self._account(file, result), self._stop)
         except BaseException as exc:  # noqa: BLE001 - handed to the embedding thread, which raises it
             _put(out, exc, self._stop)
         finally:
+            if pool is not None:
+                pool.close()
             _put(out, _DONE, self._stop)
 
-    def _prepare(self, file: FoundFile, manifest: dict[str, FileRecord]) -> _Pending | None:
+    def _read(self, file: FoundFile, known_digest: str) -> FileChunks | Unchanged | SkippedFile:
+        """One file read in this thread, with OCR pages shown and a cancel heard within a file."""
         try:
-            data = file.abs_path.read_bytes()
-            digest = hashlib.sha256(self.signature.encode() + self.kb.embedding.encode() + data).hexdigest()
-            known = manifest.get(file.path)
-            if known and _current(known) and known.sha256 == digest:
-                self.report.files_unchanged += 1
-                return None
-            document = load(file.abs_path, data, self._reading(file.path))
-        except (OSError, UnreadableText, UnsupportedFile) as exc:
-            self.report.skipped.append(SkippedFile(file.path, "unreadable", str(exc)[:200]))
-            return None
+            return file_chunks(self.plan, file, known_digest or None, self._reading(file.path))
         finally:
             if self._ocr[2]:
                 self._ocr = ("", 0, 0)
                 self._progress()
-        self.report.kinds[document.kind] = self.report.kinds.get(document.kind, 0) + 1
-        pieces = split_document(
-            document.text,
-            self.splitter,
-            document.language,
-            getattr(self.embeddings, "count_tokens", None),
-            getattr(self.embeddings, "max_tokens", None),
-        )
-        chunks: dict[str, tuple[ChunkRecord, Piece]] = {}
-        for piece in pieces:
-            cid = chunk_id(self.kb, self.source.id, file.path, embedded_text(piece), self.signature)
-            # The same text twice in one file is stored once, where it first appears.
-            if cid not in chunks:
-                record = ChunkRecord(
-                    cid,
-                    self.kb.id,
-                    self.source.id,
-                    file.path,
-                    len(chunks),
-                    piece.start_line,
-                    piece.end_line,
-                    piece.heading,
-                    piece.text,
-                    chunk_terms(piece.heading, piece.text),
-                    *(piece.columns or (None, None)),
-                    page=page_of(document.pages, piece.start_line),
-                )
-                chunks[cid] = (record, piece)
-        record = FileRecord(self.source.id, file.path, digest, file.size, len(chunks), SPLITTER_VERSION)
-        return _Pending(record, [c for c, _ in chunks.values()], [embedded_text(p) for _, p in chunks.values()])
+
+    def _account(self, file: FoundFile, result: FileChunks | Unchanged | SkippedFile) -> FileChunks | int:
+        """``result`` counted in the report; the file's chunks, or its size when it adds none."""
+        if isinstance(result, FileChunks):
+            self.report.kinds[result.kind] = self.report.kinds.get(result.kind, 0) + 1
+            return result
+        if isinstance(result, Unchanged):
+            self.report.files_unchanged += 1
+        else:
+            self.report.skipped.append(result)
+        return file.size
 
     def _reading(self, path: str):
         """What hears a file's reading: OCR pages shown as progress, a cancel noticed at once.
@@ -250,7 +233,7 @@ class Ingestion:
 
         return progress
 
-    def _embed(self, collection, pending: list[_Pending], writer: _Writer) -> None:
+    def _embed(self, collection, pending: list[FileChunks], writer: _Writer) -> None:
         """Embed one group of files and hand its writes to ``writer``."""
         if not pending:
             return
@@ -381,22 +364,6 @@ class _Writer:
         if self._error is not None and not self._raised:
             self._raised = True
             raise self._error
-
-
-def page_of(pages: tuple[int, ...], line: int) -> int | None:
-    """The 1-based page that ``line`` is on, given the line each page starts on; None without pages.
-
-    >>> page_of((1, 4, 4, 9), 5), page_of((1, 4), 1), page_of((), 3)
-    (3, 1, None)
-    """
-    return (bisect.bisect_right(pages, line) or None) if pages else None
-
-
-def _current(known: FileRecord) -> bool:
-    """Whether ``known`` was split by this version of the splitter: an older one may have cut
-    chunks of only markup, or cited two chunks at the same lines.
-    """
-    return known.splitter_version == SPLITTER_VERSION
 
 
 def _lower_priority() -> None:

@@ -335,6 +335,13 @@ SUPPORTED_SUFFIXES = TEXT_SUFFIXES | frozenset(_READERS)
 _PAGED_READERS = frozenset({".pdf", *IMAGE_SUFFIXES})
 
 
+def read_in_process(path: Path) -> bool:
+    """Whether :func:`load` reads ``path`` in the calling process (text, Markdown, code, HTML),
+    not in a reader worker (PDFs, images, Office files, e-books).
+    """
+    return path.suffix.lower() not in _READERS
+
+
 def parse(suffix: str, data: bytes, progress: Progress | None = None, read_scans: bool = True) -> dict:
     """What the reader process runs for one file: the parser of ``suffix``, as a plain dict."""
     paged = suffix in _PAGED_READERS

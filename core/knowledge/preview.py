@@ -18,7 +18,7 @@ from core.errors import FolderNotFound
 from core.jobs import JobContext
 from core.knowledge import git_source
 from core.knowledge.archives import extract_zip, save_upload
-from core.knowledge.ingest import page_of
+from core.knowledge.file_chunks import page_of
 from core.knowledge.loaders import UnsupportedFile, load
 from core.knowledge.ocr import PAGES_PER_SECOND
 from core.knowledge.reading import UnreadableText

