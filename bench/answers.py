@@ -22,9 +22,13 @@ floor was tuned on). A fixed sample of questions per set (seed 0) is asked. Figu
   chunks (both dates of the InternLM docs, all-MiniLM-L6-v2) with PubMedQA questions
   (``--scale-only`` runs this stage alone).
 
-Embeddings are cached between runs (bench/cache.py).
+Embeddings and the chat models' replies are cached between runs (bench/cache.py). A prompt is
+tuned on CMRC 2018 trial (``--cmrc-split trial --zh-system-prompt FILE --sets cmrc2018``), never
+on dev.
 
 Run: python -m bench.answers [--quick] [--qwen-data DIR] [--qwen-questions N] [--scale-only]
+     [--generated-only] [--no-declines] [--models ...] [--sets ...] [--cmrc-split trial]
+     [--zh-system-prompt FILE]
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from core.embeddings.factory import build_embeddings
 from core.knowledge.sources import FolderInput
 from core.knowledge.splitting import SplitterSettings
 from core.models.catalog import EMBEDDED_KEY
+from core.rag import prompts
 from core.rag.answer import Answer, AnswerSettings, complete, prepare_answer
 from core.rag.followup import rewrite_followup
 from core.rag.prompts import declines
@@ -294,7 +299,14 @@ def main() -> None:
     args.add_argument(
         "--models", nargs="+", default=["smollm2", "qwen2.5-coder-1.5b"], help="chat models that write answers"
     )
+    args.add_argument("--sets", nargs="+", default=["cmrc2018", "pubmedqa"], help="data sets the chat models answer")
+    args.add_argument("--cmrc-split", choices=["dev", "trial"], default="dev", help="trial is the tuning split")
+    args.add_argument(
+        "--zh-system-prompt", type=Path, help="a file holding a Chinese system prompt to try (tune on trial)"
+    )
     options = args.parse_args()
+    if options.zh_system_prompt:
+        prompts.QA_SYSTEM_PROMPT_ZH = options.zh_system_prompt.read_text(encoding="utf-8").strip()
     if options.scale_only:
         questions = random.Random(0).sample(pubmed_reported().questions, 200)
         result = {"quick_answer_at_scale": scale(questions, options.quick)}
@@ -314,7 +326,8 @@ def main() -> None:
         services = build_services(Settings(data_dir=CACHE_DIR / "answers"), embedding_builder=cached)
         for old in services.knowledge.all():
             services.knowledge.delete(old)
-        cmrc_qa, pubmed_qa = data.cmrc2018(40 if options.quick else None), pubmed_reported()
+        cmrc_qa = data.cmrc2018(40 if options.quick else None, split=options.cmrc_split)
+        pubmed_qa = pubmed_reported()
         if options.quick:
             pubmed_qa = data.QASet(
                 "pubmedqa",
@@ -363,6 +376,8 @@ def main() -> None:
         for model_name, llm in ((name, llm) for name, llm in models.items() if name in options.models):
             count = options.qwen_questions if model_name.startswith("qwen") and not options.quick else generated_n
             for name, kb, questions, lang in (("cmrc2018", cmrc, cmrc_q, "zh"), ("pubmedqa", pubmed, pubmed_q, "en")):
+                if name not in options.sets:
+                    continue
                 figures = generated(
                     services,
                     kb,
