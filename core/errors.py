@@ -433,3 +433,21 @@ class AdminOnly(AppError):
 
     def __init__(self, *, what: str) -> None:
         super().__init__(what=what, what_zh=self._WHAT_ZH.get(what, what))
+
+
+class EngineNotInstalled(AppError):
+    en = (
+        "{engine} is not installed beside the app. Install it into the app's Python environment "
+        "(see {docs}), then reload the Models page."
+    )
+    zh = "应用所在的 Python 环境中没有安装 {engine}。请按 {docs} 安装到同一环境后，重新打开“模型”页面。"
+
+
+class ServerPortInUse(AppError):
+    en = "Port {port} of 127.0.0.1 is already in use. Choose another port, or stop what listens there."
+    zh = "127.0.0.1 的端口 {port} 已被占用。请换一个端口，或先停止占用它的程序。"
+
+
+class UnknownServer(AppError):
+    en = "There is no engine server '{server}'. It may have been removed; reload the Models page."
+    zh = "没有找到引擎服务 “{server}”。它可能已被移除；请重新打开“模型”页面。"

@@ -15,7 +15,7 @@ from core.conversations import Conversations
 from core.embeddings.catalog import EmbeddingRegistry, EmbeddingSpec
 from core.embeddings.factory import build_reranker
 from core.embeddings.pool import Builder, EmbeddingPool
-from core.errors import FolderNotFound, ModelInUse, RepoNotFound, UnknownModel
+from core.errors import FolderNotFound, ModelInUse, ModelNotDownloaded, RepoNotFound, UnknownModel
 from core.evaluation import EvalSettings, EvaluationStore, Question, draft_questions, run_evaluation
 from core.jobs import JobContext, JobManager, JobState
 from core.knowledge import sources, vectors
@@ -29,6 +29,7 @@ from core.models.hubs import HubClient, make_client
 from core.models.loader import LoadOptions, LoadStep, is_downloaded, model_folder
 from core.models.manager import ModelManager
 from core.models.registry import ModelRegistry
+from core.models.serving import Server, Servers
 from core.models.spec import ModelSpec
 from core.rag.retrieval import Searcher
 from core.settings import Settings, get_settings
@@ -55,6 +56,7 @@ class Services:
     conversations: Conversations
     evaluations: EvaluationStore
     files: AppFiles
+    servers: Servers
     hub_client: Callable[[str, str | None], HubClient] = make_client
     # How long a job waits for another process writing to its knowledge base before it fails
     # with KnowledgeBaseBusy; None: until that write ends (the job can be cancelled meanwhile).
@@ -82,6 +84,9 @@ class Services:
         models: Any = access.AdminOnlyCalls(
             base.models, user, dict.fromkeys(("load", "unload"), "load or unload models")
         )
+        servers: Any = access.AdminOnlyCalls(
+            base.servers, user, dict.fromkeys(("start", "stop", "forget"), "start or stop engine servers")
+        )
         knowledge: Any = access.UserKnowledge(base.knowledge, user)
         evaluations: Any = access.UserEvaluations(base.evaluations, base.knowledge, user)
         return dataclasses.replace(
@@ -92,6 +97,7 @@ class Services:
             evaluations=evaluations,
             catalog=catalog,
             models=models,
+            servers=servers,
             _unscoped_services=base,
         )
 
@@ -316,6 +322,18 @@ class Services:
 
         return self.jobs.submit("draft", f"kb:{kb.id}", kb.name, work)
 
+    def start_server(self, engine: str, key: str, port: int, gpu_share: float, context: int) -> Server:
+        """Serve downloaded catalog model ``key`` with ``engine`` (vLLM, LMDeploy, SGLang) on
+        ``port``; it is attached to the catalog once ready (:mod:`core.models.serving`).
+        Administrators only.
+        """
+        access.require_admin(self.user, "start or stop engine servers")
+        spec = self.catalog.get(key)
+        folder = model_folder(spec, self.settings)
+        if spec.source == "remote" or not is_downloaded(spec, self.settings):
+            raise ModelNotDownloaded(name=spec.name, path=folder)
+        return self.servers.start(engine, spec, folder, port, gpu_share, context)
+
     def start_load(self, key: str, options: LoadOptions | None = None) -> JobState:
         """Load chat model ``key`` in the background (one load at a time); administrators only."""
         access.require_admin(self.user, "load or unload models")
@@ -414,6 +432,7 @@ def build_services(
         conversations=Conversations(settings.data_dir / "conversations", files),
         evaluations=EvaluationStore(settings.data_dir / "evaluations", files),
         files=files,
+        servers=Servers(settings.data_dir / "servers", catalog),
         hub_client=hub_client,
     )
 

@@ -17,6 +17,7 @@ from ui.models_view import (
     remove_panel,
     resident_panel,
 )
+from ui.serving_view import serving_panel
 
 ensure_entry()
 app = acting()
@@ -33,6 +34,8 @@ if admin:
 elif app.models.current:
     st.success(t("chat.model", name=app.models.current.spec.name))
 
+# Read first: a server that became ready is added to the catalog drawn below.
+servers = app.servers.all()
 st.subheader(t("models.catalog"))
 spec = catalog_table(app, app.catalog.all())
 if not admin:  # the catalog, read-only: downloads, loading, servers and settings are for administrators
@@ -54,6 +57,10 @@ with st.container(border=True):
             delete_panel(app, spec)
     if not app.catalog.is_builtin(spec.key):
         remove_panel(app, spec)
+
+with st.expander(t("models.serve.header"), expanded=bool(servers)):
+    st.caption(t("models.serve.intro"))
+    serving_panel(app, spec, servers)
 
 with st.expander(t("models.add.header")):
     add_model_form(app)

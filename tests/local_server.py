@@ -31,8 +31,8 @@ class QuietHandler(BaseHTTPRequestHandler):
 class LocalServer:
     """Serves the handler class that ``_handler`` returns at ``address``."""
 
-    def __init__(self) -> None:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+    def __init__(self, port: int = 0) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._server.daemon_threads = True
         self.address = f"http://127.0.0.1:{self._server.server_address[1]}"
 

@@ -13,12 +13,18 @@ from tests.local_server import LocalServer, QuietHandler
 class OpenAIServer(LocalServer):
     """Runs on 127.0.0.1 on a free port; use as a context manager."""
 
-    def __init__(self, model: str = "test-model", reply: str = "Hello from the server.", api_key: str | None = None):
+    def __init__(
+        self,
+        model: str = "test-model",
+        reply: str = "Hello from the server.",
+        api_key: str | None = None,
+        port: int = 0,
+    ):
         self.model = model
         self.reply = reply
         self.api_key = api_key
         self.requests: list[dict] = []
-        super().__init__()
+        super().__init__(port)
         self.base_url = f"{self.address}/v1"
 
     def _handler(self):
@@ -32,9 +38,11 @@ class OpenAIServer(LocalServer):
                 return True
 
             def do_GET(self):
-                if self.path == "/v1/models" and self._authorised():
+                if self.path == "/health":  # vLLM's and SGLang's readiness check
+                    self._json(200, {})
+                elif self.path == "/v1/models" and self._authorised():
                     self._json(200, {"object": "list", "data": [{"id": server.model, "object": "model"}]})
-                elif self.path != "/v1/models":
+                elif self.path not in {"/v1/models", "/health"}:
                     self._json(404, {"error": {"message": "not found"}})
 
             def do_POST(self):

@@ -177,6 +177,45 @@ TEXT: dict[str, dict[str, str]] = {
     },
     "models.unload": {"en": "Unload", "zh": "卸载"},
     "models.none_loaded": {"en": "No model in memory.", "zh": "尚未加载任何模型。"},
+    "models.serve.header": {"en": "Serve with an engine", "zh": "用推理引擎提供服务"},
+    "models.serve.intro": {
+        "en": "An engine (vLLM, LMDeploy, SGLang) serves many users at once on a GPU. The app starts it for a "
+        "downloaded model on 127.0.0.1, adds it to the catalog when it is ready, and stops it here.",
+        "zh": "推理引擎（vLLM、LMDeploy、SGLang）可在 GPU 上同时为多位用户服务。应用在 127.0.0.1 上为已下载的模型"
+        "启动它，就绪后加入模型目录，也可在这里停止。",
+    },
+    "models.serve.none": {
+        "en": "No engine is installed beside the app. Install vLLM, LMDeploy or SGLang into the app's Python "
+        "environment (see the README) to serve models to many users at once.",
+        "zh": "应用所在的环境中没有安装推理引擎。请将 vLLM、LMDeploy 或 SGLang 安装到应用的 Python 环境中"
+        "（见 README），即可同时为多位用户提供模型服务。",
+    },
+    "models.serve.need_files": {
+        "en": "Download {name} first: an engine serves a model from its files.",
+        "zh": "请先下载 {name}：引擎从模型文件启动服务。",
+    },
+    "models.serve.engine": {"en": "Engine", "zh": "引擎"},
+    "models.serve.port": {"en": "Port (127.0.0.1)", "zh": "端口（127.0.0.1）"},
+    "models.serve.gpu": {"en": "Share of GPU memory", "zh": "GPU 显存占比"},
+    "models.serve.context": {"en": "Longest context (tokens)", "zh": "最长上下文（token）"},
+    "models.serve.start": {"en": "Start {engine}", "zh": "启动 {engine}"},
+    "models.serve.stop": {"en": "Stop", "zh": "停止"},
+    "models.serve.remove": {"en": "Remove from the list", "zh": "从列表中移除"},
+    "models.serve.log": {"en": "Log", "zh": "日志"},
+    "models.serve.status.starting": {
+        "en": "Starting: loading the model (this can take minutes).",
+        "zh": "启动中：正在加载模型（可能需要几分钟）。",
+    },
+    "models.serve.status.ready": {"en": "Ready: answering.", "zh": "就绪：正在提供服务。"},
+    "models.serve.status.exited": {
+        "en": "Ended (exit code {code}). Its log says why.",
+        "zh": "已结束（退出码 {code}）。原因见日志。",
+    },
+    "models.serve.status.stopped": {"en": "Stopped.", "zh": "已停止。"},
+    "models.serve.attached": {
+        "en": "In the catalog as “{row}”: pick it above and load it like any model.",
+        "zh": "已加入模型目录，名为 “{row}”：在上方选择并像其他模型一样加载。",
+    },
     "models.add.header": {"en": "Add a model", "zh": "添加模型"},
     "models.add.folder": {"en": "Local folder", "zh": "本地文件夹"},
     "models.add.hub": {"en": "Hub repository", "zh": "模型仓库"},

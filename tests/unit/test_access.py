@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from pathlib import Path
 
 import pytest
 
@@ -140,10 +141,13 @@ def test_models_are_for_administrators(app):
         lambda: bob.delete_model_files("smollm2-135m-instruct"),
         lambda: bob.models.unload(),
         lambda: bob.catalog.remove("smollm2-135m-instruct"),
+        lambda: bob.start_server("vllm", "smollm2-135m-instruct", 8000, 0.9, 4096),
+        lambda: bob.servers.start("vllm", bob.catalog.get("qwen2-7b-instruct"), Path("m"), 8000, 0.9, 4096),
+        lambda: bob.servers.stop("any"),
     ):
         with pytest.raises(AdminOnly):
             call()
-    assert bob.catalog.all() and bob.models.current is None  # reading passes
+    assert bob.catalog.all() and bob.models.current is None and bob.servers.all() == []  # reading passes
     assert root.models.unload() is None
 
 
