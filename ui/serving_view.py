@@ -21,7 +21,9 @@ def serving_panel(app: Services, spec: ModelSpec, servers: list[serving.Server])
     engines = serving.installed()
     if not engines:
         st.caption(t("models.serve.none"))
-    elif spec.source == "remote" or app.model_status(spec.key).state not in {"downloaded", "loaded"}:
+    elif spec.source in {"remote", "embedded"}:
+        st.caption(t(f"models.serve.not_{spec.source}", name=spec.name))
+    elif app.model_status(spec.key).state not in {"downloaded", "loaded"}:
         st.caption(t("models.serve.need_files", name=spec.name))
     else:
         _start_form(app, spec, engines)

@@ -194,6 +194,14 @@ TEXT: dict[str, dict[str, str]] = {
         "en": "Download {name} first: an engine serves a model from its files.",
         "zh": "请先下载 {name}：引擎从模型文件启动服务。",
     },
+    "models.serve.not_embedded": {
+        "en": "{name} is the app's demo model; engines are for the models you download (pick one above).",
+        "zh": "{name} 是应用自带的演示模型；引擎用于您下载的模型（请在上方选择）。",
+    },
+    "models.serve.not_remote": {
+        "en": "{name} already runs on a server; pick a downloaded model to serve it with an engine.",
+        "zh": "{name} 已经运行在模型服务上；请选择一个已下载的模型，用引擎提供服务。",
+    },
     "models.serve.engine": {"en": "Engine", "zh": "引擎"},
     "models.serve.port": {"en": "Port (127.0.0.1)", "zh": "端口（127.0.0.1）"},
     "models.serve.gpu": {"en": "Share of GPU memory", "zh": "GPU 显存占比"},

@@ -57,3 +57,10 @@ def test_an_engine_server_is_started_used_and_stopped_from_the_models_page(app, 
     app.button(key=f"models.serve.stop.{server.id}").click().run()
     assert any(c.value == "Stopped." for c in app.caption)
     assert attached not in _names(app)
+
+
+def test_the_demo_model_and_model_servers_are_not_offered_to_an_engine(app, tmp_path, monkeypatch):
+    stand_in_engine.put_on_paths(tmp_path / "engines", monkeypatch)
+    _models(app)  # the bundled demo model is picked first
+    assert any("is the app's demo model; engines are for the models you download" in c.value for c in app.caption)
+    assert not [b for b in app.button if b.key == "models.serve.start"]
