@@ -74,7 +74,10 @@ def _server(app: Services, server: serving.Server) -> None:
     engine = serving.engine(server.engine).name
     with st.container(border=True):
         st.markdown(f"**{plain(server.model_name)}** · {engine} · `{server.base_url}`")
-        status = t(f"models.serve.status.{server.status}", code=server.exit_code)
+        unknown = server.status == "exited" and server.exit_code is None
+        status = t(
+            "models.serve.status.ended" if unknown else f"models.serve.status.{server.status}", code=server.exit_code
+        )
         {"ready": st.success, "starting": st.info, "exited": st.error}.get(server.status, st.caption)(status)
         if server.attached:
             st.caption(t("models.serve.attached", row=plain(app.catalog.get(server.attached).name)))

@@ -219,6 +219,7 @@ TEXT: dict[str, dict[str, str]] = {
         "en": "Ended (exit code {code}). Its log says why.",
         "zh": "已结束（退出码 {code}）。原因见日志。",
     },
+    "models.serve.status.ended": {"en": "Ended. Its log says why.", "zh": "已结束。原因见日志。"},
     "models.serve.status.stopped": {"en": "Stopped.", "zh": "已停止。"},
     "models.serve.attached": {
         "en": "In the catalog as “{row}”: pick it above and load it like any model.",

@@ -172,7 +172,10 @@ class Servers:
             process = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
             )
-        created = psutil.Process(process.pid).create_time()
+        try:
+            created = psutil.Process(process.pid).create_time()
+        except psutil.Error:  # it ended at once (a flag the engine refused): its log says why
+            created = time.time()
         server = Server(server_id, row.key, spec.key, spec.name, spec.key, port, process.pid, created, argv)
         self._save(server)
         return server

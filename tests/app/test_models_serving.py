@@ -3,9 +3,19 @@ attaches it to the catalog and stops it (stand-in engines: tests/stand_in_engine
 
 import time
 
+import pytest
+
 from core.models.custom import row_from_folder
 from tests import stand_in_engine
 from ui.common import services
+
+
+@pytest.fixture(autouse=True)
+def _no_server_left_running(app_env):
+    yield
+    for server in services().servers.all():
+        if server.status in {"starting", "ready"}:
+            services().servers.stop(server.id, wait_s=2)
 
 
 def _models(app):
