@@ -14,8 +14,9 @@ from core.embeddings.pool import EmbeddingPool
 from core.knowledge import vectors
 from core.knowledge.bases import KnowledgeBases
 from core.knowledge.records import Records
+from core.models import embedded
 from core.settings import Settings
-from tests.e5_once import linking_writer
+from tests.convert_once import linking_convert, linking_writer
 from tests.fakes import HashEmbeddings
 
 # Set before any test imports a hub library (core imports none at import time: see
@@ -28,12 +29,15 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 TEST_DEVICE = os.environ.get("KBA_TEST_DEVICE", "cpu")
 
 
-@pytest.fixture(autouse=True)
-def _convert_bundled_e5_once(monkeypatch, tmp_path_factory) -> None:
-    """Each data folder gets hard links to one real conversion of the bundled e5 (tests/e5_once.py)."""
-    monkeypatch.setattr(
-        e5_convert, "write_folder", linking_writer(e5_convert.write_folder, tmp_path_factory.getbasetemp())
-    )
+@pytest.fixture(scope="session", autouse=True)
+def _convert_bundled_models_once(tmp_path_factory):
+    """Each data folder gets hard links to one real conversion of each bundled model
+    (tests/convert_once.py); session-wide, so module and session fixtures get them too."""
+    cache = tmp_path_factory.getbasetemp()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(e5_convert, "write_folder", linking_writer(e5_convert.write_folder, cache))
+        patch.setattr(embedded, "convert", linking_convert(embedded.convert, cache))
+        yield
 
 
 @pytest.fixture

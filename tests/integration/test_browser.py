@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests import e5_once
+from tests import convert_once
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -60,7 +60,7 @@ def running_app(tmp_path):
 
 def _serve(tmp_path, extra_env=None, extra_args=()):
     port = _free_port()
-    e5_once.seed(tmp_path / "data")
+    convert_once.seed(tmp_path / "data")
     env = {**os.environ, "KBA_DATA_DIR": str(tmp_path / "data"), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     env.update(extra_env or {})
     streamlit = Path(sys.executable).with_name("streamlit")

@@ -18,7 +18,7 @@ from core.models import loader
 from core.rag.retrieval import SearchSettings
 from core.services import build_services
 from core.settings import Settings
-from tests import e5_once
+from tests import convert_once
 from tests.fakes import HASH_ROW, HashEmbeddings
 
 
@@ -99,7 +99,7 @@ EMBEDDING = "multilingual-e5-small-q4"  # the bundled model that loads fastest i
 
 def _cli(data_dir: Path, *args: str) -> subprocess.Popen:
     """``python -m core.ingest`` in a process of its own, on the app's data folder."""
-    e5_once.seed(data_dir)
+    convert_once.seed(data_dir)
     return subprocess.Popen(
         [sys.executable, "-m", "core.ingest", *args],
         cwd=ROOT,

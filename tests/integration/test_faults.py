@@ -20,7 +20,7 @@ from core.models.loader import LoadOptions
 from core.models.spec import ModelSpec
 from core.services import build_services
 from core.settings import Settings
-from tests import e5_once
+from tests import convert_once
 from tests.hub_server import HubServer
 from tests.tiny_models import build_tiny_model, tiny_spec
 
@@ -62,7 +62,7 @@ def test_killed_during_ingestion_the_base_stays_consistent_and_the_job_finishes(
     for i in range(40):
         (folder / f"note{i:02}.md").write_text(f"# Note {i}\n\n" + f"Paragraph {i} about topic {i}. " * 8)
     data_dir = tmp_path / "data"
-    e5_once.seed(data_dir)
+    convert_once.seed(data_dir)
     process = subprocess.Popen(
         [sys.executable, "-c", INGEST, str(data_dir), str(folder)],
         cwd=ROOT,
