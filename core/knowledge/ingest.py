@@ -109,9 +109,8 @@ class Ingestion:
             getattr(self.embeddings, "token_counter", None) or getattr(self.embeddings, "count_tokens", None),
             getattr(self.embeddings, "max_tokens", None),
         )
-        on_gpu = str(getattr(self.embeddings, "device", "")).startswith("cuda")
-        self.on_gpu = on_gpu
-        self.embed_batch = max(embed_batch, GPU_BATCH) if on_gpu else embed_batch
+        self.on_gpu = str(getattr(self.embeddings, "device", "")).startswith("cuda")
+        self.embed_batch = max(embed_batch, GPU_BATCH) if self.on_gpu else embed_batch
         # Files are committed to the records in groups of about this many chunks.
         self.group_chunks = self.embed_batch * 8
         self.report = IngestReport()
@@ -175,17 +174,17 @@ class Ingestion:
                 else:
                     todo.append((file, known.sha256 if known and is_current(known) else ""))
             pooled_files = [(f, d) for f, d in todo if d is not None and pooled(f.path)]
-            processes = pool_size(self.plan, len(pooled_files), self.on_gpu)
-            ahead = iter(())
-            if processes:
+            in_pool: set[str] = set()
+            if processes := pool_size(self.plan, len(pooled_files), self.on_gpu):
                 pool = ReadingPool(self.plan, processes)
                 ahead = pool.map(pooled_files)
+                in_pool = {f.path for f, _ in pooled_files}
             for file, digest in todo:
                 if self._stop.is_set():
                     return
                 if digest is None:
                     result = Unchanged()
-                elif processes and pooled(file.path):
+                elif file.path in in_pool:
                     result = next(ahead)
                 else:
                     result = self._read(file, digest)

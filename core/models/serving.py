@@ -95,9 +95,8 @@ class Server:
 
     id: str
     engine: str
-    model_key: str
+    model_key: str  # also the name the server answers to
     model_name: str
-    served_name: str
     port: int
     pid: int
     created: float  # the process's start time, so a reused pid is never taken for it
@@ -117,7 +116,7 @@ def engine(key: str) -> Engine:
     for row in ENGINES:
         if row.key == key:
             return row
-    raise EngineNotInstalled(engine=key, docs="")
+    raise EngineNotInstalled(engine=key, docs="the README's Models section")
 
 
 def installed() -> list[Engine]:
@@ -176,7 +175,7 @@ class Servers:
             created = psutil.Process(process.pid).create_time()
         except psutil.Error:  # it ended at once (a flag the engine refused): its log says why
             created = time.time()
-        server = Server(server_id, row.key, spec.key, spec.name, spec.key, port, process.pid, created, argv)
+        server = Server(server_id, row.key, spec.key, spec.name, port, process.pid, created, argv)
         self._save(server)
         return server
 
@@ -242,7 +241,7 @@ class Servers:
             server.status = "ready"
             if server.attached is None:
                 name = f"{server.model_name} ({engine(server.engine).name})"
-                row = row_for_endpoint(server.base_url, server.served_name, name)
+                row = row_for_endpoint(server.base_url, server.model_key, name)
                 self._catalog.add(row)
                 server.attached = row.key
         if (server.status, server.exit_code, server.attached) != before:
