@@ -147,9 +147,11 @@ def test_a_user_sees_the_model_catalog_read_only_and_cannot_download_or_load(log
     assert not bob.exception
     assert "Only administrators download, load and unload models" in _texts(bob)
     assert not [b for b in bob.button if b.key and b.key.startswith(("models.", "emb."))]
+    assert "Serve with an engine" not in [e.label for e in bob.expander]
 
     root = _session(table, as_user="root")
     root.switch_page("pages/models.py").run()
     assert not root.exception
     assert "Only administrators" not in _texts(root)
     assert [b for b in root.button if b.key and b.key.startswith("models.")]
+    assert "Serve with an engine" in [e.label for e in root.expander]
