@@ -103,6 +103,16 @@ def inside(folder: Path, *names: str) -> Path:
     return path
 
 
+def resolves_inside(path: Path, folder: Path) -> bool:
+    """Whether ``path``, links followed, is an existing file or folder strictly inside ``folder``
+    (False for a link loop or a dangling link).
+    """
+    try:
+        return _strictly_inside(path.resolve(strict=True), folder.resolve())
+    except (OSError, RuntimeError):  # a loop raises RuntimeError before Python 3.13
+        return False
+
+
 def _strictly_inside(real: Path, real_folder: Path) -> bool:
     """Whether the resolved path ``real`` lies in ``real_folder`` and is not that folder itself."""
     return real != real_folder and real.is_relative_to(real_folder)

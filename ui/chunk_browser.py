@@ -53,12 +53,12 @@ def chunk_browser(app: Services, kb: KnowledgeBase, editable: bool = True) -> No
         t("kb.col.path"): shown["path"],
         t("kb.col.seq"): shown["seq"],
         t("kb.col.lines"): shown["start_line"].astype(str) + "-" + shown["end_line"].astype(str),
-        t("kb.col.heading"): shown["heading"],
-        t("kb.col.chars"): shown["chars"],
-        t("kb.col.text"): [_excerpt(text, query) for text in shown["text"]],
     }
     if shown["page"].notna().any():  # PDFs and images: the page each chunk starts on
-        columns = {**dict(list(columns.items())[:3]), t("kb.col.page"): shown["page"].astype("Int64"), **columns}
+        columns[t("kb.col.page")] = shown["page"].astype("Int64")
+    columns[t("kb.col.heading")] = shown["heading"]
+    columns[t("kb.col.chars")] = shown["chars"]
+    columns[t("kb.col.text")] = [_excerpt(text, query) for text in shown["text"]]
     picked = st.dataframe(
         pd.DataFrame(columns),
         width="stretch",

@@ -72,24 +72,26 @@ def page_lines(boxes: list[Box], width: float) -> list[str]:
     # Lines crossing the gutter (titles, wide tables) part the page into bands of two columns.
     bands: list[tuple[float, float]] = []
     edge = min(b.top for b in boxes) - 1
-    for line in _lines(across):
+    crossing_lines = _lines(across)
+    for line in crossing_lines:
         bands.append((edge, line[0].top))
         bands.append((-1.0, -1.0))  # a marker: this crossing line comes here
         edge = max(b.bottom for b in line)
     bands.append((edge, max(b.bottom for b in boxes) + 1))
-    crossing = iter(_lines(across))
+    crossing = iter(crossing_lines)
+    in_columns = [b for b in boxes if not (b.x0 < cut_right and b.x1 > cut_left)]
     for top, bottom in bands:
         if top < 0:
             out += _paragraphs([next(crossing)], left, right)
             continue
-        inside = [b for b in boxes if b not in across and top <= _middle(b) < bottom]
+        inside = [b for b in in_columns if top <= _middle(b) < bottom]
         for column, (start, end) in (
             ([b for b in inside if b.x1 <= cut_left], (left, cut_left)),
             ([b for b in inside if b.x0 >= cut_right], (cut_right, right)),
         ):
             if column:
                 out += [*_paragraphs(_lines(column), start, end), ""]
-    return _tidy(out)
+    return tidy(out)
 
 
 def _middle(box: Box) -> float:
@@ -108,13 +110,13 @@ def _part_joined(boxes: list[Box], cut_left: float, cut_right: float) -> list[Bo
     columns = [b for b in boxes if b.x1 <= cut_left or b.x0 >= cut_right]
     out = []
     for box in boxes:
+        if not (box.joined and box.x0 < cut_right and box.x1 > cut_left):  # only OCR's lines are joined
+            out.append(box)
+            continue
         height = box.bottom - box.top
         near = [b for b in columns if abs(_middle(b) - _middle(box)) <= 2 * height]
         if not (
-            box.joined
-            and box.x0 < cut_right
-            and box.x1 > cut_left
-            and any(b.x1 <= cut_left for b in near)
+            any(b.x1 <= cut_left for b in near)
             and any(b.x0 >= cut_right for b in near)
             and any(_middle(b) < box.top for b in near)
             and any(_middle(b) > box.bottom for b in near)
@@ -251,12 +253,12 @@ def _join(text: str, more: str) -> str:
     return text + more
 
 
-def _tidy(lines: list[str]) -> list[str]:
-    """``lines`` without leading, trailing or repeated empty lines."""
+def tidy(lines: list[str]) -> list[str]:
+    """``lines`` without leading, trailing or repeated blank lines."""
     out: list[str] = []
     for line in lines:
-        if line or (out and out[-1]):
+        if line.strip() or (out and out[-1].strip()):
             out.append(line)
-    while out and not out[-1]:
+    while out and not out[-1].strip():
         out.pop()
     return out

@@ -21,19 +21,23 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from langchain_text_splitters import Language
 
 from core.knowledge import ebooks, slides, spreadsheets
 from core.knowledge.html_markdown import decode_html, html_markdown
 from core.knowledge.ocr import IMAGE_SUFFIXES
-from core.knowledge.reader_process import Progress, read_in_worker
-from core.knowledge.reading import CODE_SUFFIXES, DATA_SUFFIXES, DOC_SUFFIXES, TEXT_SUFFIXES, UnreadableText, decode
+from core.knowledge.reader_process import read_in_worker
+from core.knowledge.reading import (
+    CODE_SUFFIXES,
+    DATA_SUFFIXES,
+    DOC_SUFFIXES,
+    TEXT_SUFFIXES,
+    Progress,
+    UnreadableText,
+    decode,
+)
 from core.knowledge.zip_budget import check_unpacked
-
-if TYPE_CHECKING:
-    pass
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,11 +12,11 @@ from __future__ import annotations
 import functools
 import io
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from core.knowledge.layout import Box, page_lines
-from core.knowledge.reading import UnreadableText
+from core.knowledge.reading import Progress, UnreadableText
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -40,7 +40,6 @@ PAGES_PER_SECOND = 0.03
 # The bytes that may follow a JPEG's start-of-image mark: an APPn, a table or a frame marker.
 _JPEG_MARKERS = frozenset({*range(0xC0, 0xD0), *range(0xDB, 0xF0), 0xFE})
 
-Progress = Callable[[int, int], None]
 _lock = threading.Lock()
 
 

@@ -12,14 +12,13 @@ from __future__ import annotations
 import collections
 import io
 import re
-from collections.abc import Callable
 from pathlib import Path
 
-from core.knowledge.layout import Box, page_lines
+from core.app_files import resolves_inside
+from core.knowledge.layout import Box, page_lines, tidy
 from core.knowledge.ocr import OCR_DPI, page_boxes
-from core.knowledge.reading import UnreadableText
+from core.knowledge.reading import Progress, UnreadableText
 
-Progress = Callable[[int, int], None]
 # A page whose text layer has fewer characters than this and shows an image is a scan (perhaps
 # with a stamped page number); pdfminer writes "(cid:N)" for glyphs it cannot map to text, and a
 # page of mostly those has a text layer no one can read.
@@ -177,20 +176,9 @@ def _without_headers(pages: list[list[str]], edges: list[set[str]]) -> list[list
     counts = collections.Counter(key for edge in edges for key in {_key(line) for line in edge})
     repeated = {key for key, n in counts.items() if n >= max(3, _REPEATED_SHARE * len(pages))}
     return [
-        _tidy([line for line in lines if not (line in edge and _key(line) in repeated)])
+        tidy([line for line in lines if not (line in edge and _key(line) in repeated)])
         for lines, edge in zip(pages, edges, strict=True)
     ]
-
-
-def _tidy(lines: list[str]) -> list[str]:
-    """``lines`` without leading, trailing or repeated empty lines."""
-    out: list[str] = []
-    for line in lines:
-        if line.strip() or (out and out[-1].strip()):
-            out.append(line)
-    while out and not out[-1].strip():
-        out.pop()
-    return out
 
 
 def _merge_split_tables(pages: list[list[str]]) -> list[list[str]]:
@@ -210,7 +198,7 @@ def _merge_split_tables(pages: list[list[str]]) -> list[list[str]]:
             continue
         body = rows[2:] if rows[0] == head[0] else [rows[0], *rows[2:]]
         out[previous][-1] = "\n".join([*head, *body])
-        out[index] = _tidy(out[index][1:])
+        out[index] = tidy(out[index][1:])
     return out
 
 
@@ -222,10 +210,12 @@ def source_file(root: Path, path: str) -> Path:
     """The file ``path`` (as stored with its chunks) of the source read from ``root``; raises
     :class:`UnreadableText` for a path that leads out of it (a stored path never does, a link may).
     """
-    file = (root / path).resolve()
-    if not file.is_relative_to(root.resolve()):
+    file = root / path
+    if not file.exists():
+        raise UnreadableText(f"{path} is no longer in its source's folder")
+    if not resolves_inside(file, root):
         raise UnreadableText(f"{path} lies outside its source's folder")
-    return file
+    return file.resolve()
 
 
 def page_image(file: Path, page: int, dpi: int = VIEW_DPI) -> bytes:

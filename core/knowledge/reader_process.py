@@ -23,17 +23,15 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from core.knowledge.reading import UnreadableText
+from core.knowledge.reading import Progress, UnreadableText
 
 log = logging.getLogger(__name__)
 _ROOT = Path(__file__).resolve().parents[2]  # the folder holding the ``core`` package
 
 
-Progress = Callable[[int, int], None]
 """Hears (pages done, pages to do) of a reading; an exception it raises stops the reading."""
 # While a file is read, progress is also told this often (the last figures again), so that a
 # cancel is noticed within this time even on a page that takes long.

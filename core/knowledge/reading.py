@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import codecs
+from collections.abc import Callable
 from pathlib import Path
+
+# What hears a paged reader: (pages done, pages to do); what it raises (a cancel) stops the reading.
+Progress = Callable[[int, int], None]
 
 DOC_SUFFIXES = frozenset({".md", ".markdown", ".txt", ".rst", ".text", ".adoc", ".org", ".tex"})
 CODE_SUFFIXES = frozenset(

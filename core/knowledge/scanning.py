@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pathspec
 
+from core.app_files import resolves_inside
 from core.knowledge.loaders import SUPPORTED_SUFFIXES
 from core.knowledge.ocr import IMAGE_SUFFIXES, looks_like_image
 from core.knowledge.reading import looks_binary
@@ -201,7 +202,7 @@ def _walk(root: Path, skipped: list[SkippedFile]) -> Iterator[tuple[Path, str]]:
                 skipped.append(SkippedFile(rel, "gitignored"))
             elif any(fnmatch.fnmatch(name.lower(), pattern) for pattern in IGNORED_FILES):
                 skipped.append(SkippedFile(rel, "ignored_file"))
-            elif path.is_symlink() and not _inside(path, real_root):
+            elif path.is_symlink() and not resolves_inside(path, real_root):
                 skipped.append(SkippedFile(rel, "link_outside", "points outside the source folder"))
             else:
                 yield path, rel
@@ -223,14 +224,6 @@ def _ignored(rules: list[tuple[str, pathspec.PathSpec]], rel: str) -> bool:
         if result.include is not None:
             verdict = result.include
     return verdict
-
-
-def _inside(path: Path, real_root: Path) -> bool:
-    try:
-        path.resolve(strict=True).relative_to(real_root)
-    except (OSError, ValueError, RuntimeError):
-        return False
-    return True
 
 
 def _skip_reason(path: Path, max_bytes: int) -> tuple[str, str] | None:
