@@ -12,8 +12,16 @@ prompt and writes 256 tokens. Both paths are measured warm, in the same run:
 - fallback: the same stream on the dynamic cache (what runs where the fast path cannot), in
   runs interleaved with plain ``generate``; ``fallback_over_plain`` is the median of the
   per-run ratios (target >= 0.95, on CPU and CUDA).
+- bound: the model's bytes over the device's measured copy rate (bytes read and written per
+  second by a 4 GiB device-to-device copy): every token reads every weight once, so no decoder
+  beats ``bound_tok_s``; ``fraction_of_bound`` = ours / bound (target >= 0.70 for 7B on an H200).
 
-Run: python -m bench.gpu_decode            (needs a CUDA GPU; ~16 GB of GPU memory)
+On CUDA the bench then loads two more models in the same process, as a user switching models
+would: the 0.5B shape (its own figures, ``small_*``), then the first shape again with PyTorch's
+cuDNN attention switched off (``third_*``; ``fast_path_after_switch`` is true when that third
+model is on the fast path at >= 0.9 of the first one's rate).
+
+Run: python -m bench.gpu_decode            (needs a CUDA GPU; ~40 GB of GPU memory)
      python -m bench.gpu_decode --shape 0.5b [--prompt-tokens N --new-tokens N]   (any device)
      python -m bench.gpu_decode --quick    (a tiny model; runs anywhere, for a smoke test)
 """
@@ -156,6 +164,63 @@ def stream_rate(loaded: LoadedModel, text: str, new_tokens: int, runs: int) -> t
     return rate, ttft, int(tokens), prompt_tokens
 
 
+def copy_rate() -> float:
+    """Bytes read plus written per second by a 4 GiB device-to-device copy (median of 3)."""
+    import torch
+
+    size = 4 * 1024**3
+    source, target = (torch.empty(size, dtype=torch.uint8, device="cuda") for _ in range(2))
+    rates = []
+    for _ in range(4):
+        torch.cuda.synchronize()
+        started = time.perf_counter()
+        target.copy_(source)
+        torch.cuda.synchronize()
+        rates.append(2 * size / (time.perf_counter() - started))
+    del source, target
+    torch.cuda.empty_cache()
+    return statistics.median(rates[1:])
+
+
+def measure(shape: dict, device: str, dtype: str, prompt_len: int, new_tokens: int, runs: int, plain: bool) -> dict:
+    """One model built, warmed up and measured: ours, and (``plain``) plain generate and the fallback."""
+    from core.models.loader import release
+
+    text = prompt_words(prompt_len - 20)  # the template adds ~20 tokens
+    started = time.perf_counter()
+    loaded = build(shape, device, dtype, fast=True)
+    figures = {
+        "fast_path": loaded.engine.fast,
+        "fast_path_reason": loaded.engine.reason,
+        "attention": loaded.engine.attention,
+        "build_and_warmup_s": round(time.perf_counter() - started, 1),
+        "model_bytes": sum(p.numel() * p.element_size() for p in loaded.model.parameters()),
+    }
+    ours_tok_s, ttft, tokens, prompt_tokens = stream_rate(loaded, text, new_tokens, runs)
+    figures.update(ours_tok_s=round(ours_tok_s, 1), ttft_s=round(ttft, 3), new_tokens=tokens)
+    figures["prompt_tokens"] = prompt_tokens
+    if plain:
+        # transformers' own attention for the baseline (the fast path may have switched it).
+        loaded.model.set_attn_implementation("sdpa")
+        # The fallback (our stream on the dynamic cache) against plain generate, interleaved run
+        # by run, so a busy moment of the machine falls on both.
+        slow = LoadedModel(**{**loaded.__dict__, "engine": Engine(loaded.model, fast=False)})
+        pairs = [(plain_rate(loaded, text, new_tokens), stream_rate(slow, text, new_tokens, 1)[0]) for _ in range(runs)]
+        ratios = [round(p[1] / p[0][0], 3) for p in pairs]
+        plain_tok_s = statistics.median(p[0][0] for p in pairs)
+        figures.update(
+            plain_tok_s=round(plain_tok_s, 1),
+            plain_ttft_s=round(statistics.median(p[0][1] for p in pairs), 3),
+            stream_dynamic_tok_s=round(statistics.median(p[1] for p in pairs), 1),
+            # The fallback over plain generate: median of the per-run ratios, and each run's.
+            fallback_over_plain=statistics.median(ratios),
+            fallback_over_plain_per_run=ratios,
+            speedup=round(ours_tok_s / plain_tok_s, 2),
+        )
+    release(loaded)
+    return figures
+
+
 def main() -> None:
     """Measure and print the table and the RESULT line."""
     args = parser(__doc__.splitlines()[0])
@@ -165,60 +230,63 @@ def main() -> None:
     args.add_argument(
         "--shape", choices=["7b", "0.5b", "tiny"], help="model shape (default: 7b on a GPU, tiny elsewhere)"
     )
+    args.add_argument("--no-switch", action="store_true", help="on CUDA, measure one model only")
     options = args.parse_args()
     import torch
 
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"
     shapes = {"7b": QWEN2_7B, "0.5b": QWEN2_0_5B, "tiny": TINY}
-    shape = shapes[options.shape or ("tiny" if options.quick or not cuda else "7b")]
+    name = options.shape or ("tiny" if options.quick or not cuda else "7b")
+    shape = shapes[name]
     dtype = "float32" if shape is TINY else "bfloat16"
     prompt_len, new_tokens = (64, 32) if options.quick else (options.prompt_tokens, options.new_tokens)
-    text = prompt_words(prompt_len - 20)  # the template adds ~20 tokens
+    rate = copy_rate() if cuda else None
 
-    started = time.perf_counter()
-    loaded = build(shape, device, dtype, fast=True)
-    load_s = time.perf_counter() - started
-    ours_tok_s, ttft, tokens, prompt_tokens = stream_rate(loaded, text, new_tokens, options.runs)
-    # The fallback (our stream on the dynamic cache) against plain generate, interleaved run by
-    # run, so a busy moment of the machine falls on both.
-    slow = LoadedModel(**{**loaded.__dict__, "engine": Engine(loaded.model, fast=False)})
-    pairs = [
-        (plain_rate(loaded, text, new_tokens), stream_rate(slow, text, new_tokens, 1)[0]) for _ in range(options.runs)
-    ]
-    plain_tok_s = statistics.median(p[0][0] for p in pairs)
-    plain_ttft = statistics.median(p[0][1] for p in pairs)
-    stream_plain_tok_s = statistics.median(p[1] for p in pairs)
-    fallback_ratios = [round(p[1] / p[0][0], 3) for p in pairs]
-
+    first = measure(shape, device, dtype, prompt_len, new_tokens, options.runs, plain=True)
     result = {
         "device": torch.cuda.get_device_name(0) if cuda else "cpu",
-        "model": "tiny" if shape is TINY else f"Qwen2-{options.shape or '7b'} shape, random, {dtype}",
-        "prompt_tokens": prompt_tokens,
-        "new_tokens": tokens,
-        "fast_path": loaded.engine.fast,
-        "fast_path_reason": loaded.engine.reason,
-        "build_and_warmup_s": round(load_s, 1),
-        "plain_tok_s": round(plain_tok_s, 1),
-        "plain_ttft_s": round(plain_ttft, 3),
-        "stream_dynamic_tok_s": round(stream_plain_tok_s, 1),
-        # The fallback over plain generate: median of the per-run ratios, and each run's.
-        "fallback_over_plain": statistics.median(fallback_ratios),
-        "fallback_over_plain_per_run": fallback_ratios,
-        "ours_tok_s": round(ours_tok_s, 1),
-        "speedup": round(ours_tok_s / plain_tok_s, 2),
-        "ttft_s": round(ttft, 3),
+        "model": "tiny" if shape is TINY else f"Qwen2-{name} shape, random, {dtype}",
+        **{k: v for k, v in first.items() if k != "model_bytes"},
     }
-    report(
-        "Decode speed (warm, greedy)",
-        ["path", "decode tok/s", "first token (s)"],
-        [
-            ["plain generate, dynamic cache", plain_tok_s, plain_ttft],
-            ["chat stream, dynamic cache", stream_plain_tok_s, "-"],
-            ["chat stream, static cache + compiled (ours)", ours_tok_s, ttft],
-        ],
-        result,
-    )
+    rows = [
+        ["plain generate, dynamic cache", first["plain_tok_s"], first["plain_ttft_s"]],
+        ["chat stream, dynamic cache", first["stream_dynamic_tok_s"], "-"],
+        [f"chat stream, fast path ({first['attention']})", first["ours_tok_s"], first["ttft_s"]],
+    ]
+    if rate:
+        bound = rate / first["model_bytes"]
+        result.update(
+            copy_rate_tb_s=round(rate / 1e12, 2),
+            model_gb=round(first["model_bytes"] / 1e9, 2),
+            bound_tok_s=round(bound, 1),
+            fraction_of_bound=round(first["ours_tok_s"] / bound, 3),
+        )
+        rows.append(["memory-bandwidth bound", round(bound, 1), "-"])
+    if cuda and not options.no_switch:
+        small = measure(QWEN2_0_5B, device, dtype, prompt_len, new_tokens, options.runs, plain=True)
+        result.update(
+            small_ours_tok_s=small["ours_tok_s"],
+            small_plain_tok_s=small["plain_tok_s"],
+            small_speedup=small["speedup"],
+            small_ttft_s=small["ttft_s"],
+            small_attention=small["attention"],
+            small_fraction_of_bound=round(small["ours_tok_s"] / (rate / small["model_bytes"]), 3),
+        )
+        rows.append(["0.5B shape: plain generate", small["plain_tok_s"], small["plain_ttft_s"]])
+        rows.append(["0.5B shape: fast path", small["ours_tok_s"], small["ttft_s"]])
+        torch.backends.cuda.enable_cudnn_sdp(False)
+        third = measure(shape, device, dtype, prompt_len, new_tokens, options.runs, plain=False)
+        result.update(
+            third_ours_tok_s=third["ours_tok_s"],
+            third_ttft_s=third["ttft_s"],
+            third_attention=third["attention"],
+            third_cudnn_attention=False,
+            third_fraction_of_bound=round(third["ours_tok_s"] / (rate / third["model_bytes"]), 3),
+            fast_path_after_switch=third["fast_path"] and third["ours_tok_s"] >= 0.9 * first["ours_tok_s"],
+        )
+        rows.append([f"third load, cuDNN attention off ({third['attention']})", third["ours_tok_s"], third["ttft_s"]])
+    report("Decode speed (warm, greedy)", ["path", "decode tok/s", "first token (s)"], rows, result)
 
 
 if __name__ == "__main__":

@@ -34,21 +34,28 @@ def _chat(folder, settings, fast):
 
 
 def _record(chat, monkeypatch):
-    """Each ``generate`` call of ``chat``'s model from now on: its keyword arguments, the new
-    token ids it returned and whether it ran in inference mode."""
+    """Each request ``chat``'s engine runs from now on: the request, the new token ids, the
+    thread it ran on, and, when it took plain ``generate``, its keyword arguments and whether it
+    ran in inference mode (``plain`` False: the fast path's own decoder ran it)."""
     import torch
 
-    model = chat.loaded.model
-    real = model.generate
+    engine, model = chat.loaded.engine, chat.loaded.model
+    real_generate, real_model_generate = engine._generate, model.generate
     calls = []
 
-    def generate(**kwargs):
-        out = real(**kwargs)
-        new = out[0, kwargs["input_ids"].shape[1] :].tolist()
-        calls.append(types.SimpleNamespace(kwargs=kwargs, new=new, inference=torch.is_inference_mode_enabled()))
-        return out
+    def generate(request):
+        call = types.SimpleNamespace(request=request, plain=False, kwargs=None, inference=None)
+        call.thread = threading.current_thread()
+        calls.append(call)
+        call.new = real_generate(request)
+        return call.new
 
-    monkeypatch.setattr(model, "generate", generate)
+    def model_generate(**kwargs):
+        calls[-1].plain, calls[-1].kwargs, calls[-1].inference = True, kwargs, torch.is_inference_mode_enabled()
+        return real_model_generate(**kwargs)
+
+    monkeypatch.setattr(engine, "_generate", generate)
+    monkeypatch.setattr(model, "generate", model_generate)
     return calls
 
 
@@ -90,11 +97,11 @@ def test_fast_path_is_used_exactly_where_it_can_work(fast, monkeypatch):
     (call,) = calls
     if TEST_DEVICE == "cuda":
         assert engine.fast, engine.reason
-        assert call.kwargs["past_key_values"] is engine._cache and call.kwargs["compile_config"] is not None
+        assert not call.plain and engine.attention != "none"
     else:
         assert not engine.fast and "CUDA" in engine.reason
         # So on a CPU "fast" is plain generation: the comparisons below would compare it with itself.
-        assert "past_key_values" not in call.kwargs and call.kwargs["disable_compile"] is True
+        assert call.plain and call.kwargs["disable_compile"] is True
 
 
 def test_plain_generation_runs_uncompiled_in_inference_mode(folder, settings, monkeypatch):
@@ -103,7 +110,7 @@ def test_plain_generation_runs_uncompiled_in_inference_mode(folder, settings, mo
     calls = _record(plain, monkeypatch)
     plain.invoke("short")
     (call,) = calls
-    assert call.kwargs["disable_compile"] is True and "past_key_values" not in call.kwargs
+    assert call.plain and call.kwargs["disable_compile"] is True and "past_key_values" not in call.kwargs
     assert call.inference  # no autograd bookkeeping for each op of each token
 
 
@@ -180,7 +187,7 @@ def test_prompts_longer_than_the_static_cache_fall_back_to_plain_generation(fast
         assert fast.invoke("x " * 60).content == plain.invoke("x " * 60).content
     finally:
         engine.max_cache_len = kept
-    assert "past_key_values" not in calls[0].kwargs and calls[0].kwargs["disable_compile"] is True
+    assert calls[0].plain and calls[0].kwargs["disable_compile"] is True
 
 
 def test_every_load_keeps_the_fast_path_and_generates_on_one_thread(folder, settings, monkeypatch):
@@ -196,14 +203,9 @@ def test_every_load_keeps_the_fast_path_and_generates_on_one_thread(folder, sett
         engine = chat.loaded.engine
         if TEST_DEVICE == "cuda":
             assert engine.fast, engine.reason  # warmed up on this load too
-        model = chat.loaded.model
-        real = model.generate
-
-        def generate(real=real, **kwargs):
-            threads.append(threading.current_thread())
-            return real(**kwargs)
-
-        monkeypatch.setattr(model, "generate", generate)
+        calls = _record(chat, monkeypatch)
         assert chat.invoke("hello").content
+        assert calls[0].plain == (TEST_DEVICE != "cuda")
+        threads.append(calls[0].thread)
         release(chat.loaded)
     assert len(set(threads)) == 1 and threads[0] is not threading.main_thread()

@@ -6,6 +6,7 @@ import types
 import pytest
 
 from core.errors import ModelBusy
+from core.models.decoder import Request
 from core.models.engine import Engine
 from core.models.manager import ModelManager
 from core.models.registry import ModelRegistry
@@ -28,7 +29,7 @@ def test_the_engine_counts_answers_being_written_and_queued():
     model = _SlowModel()
     engine = Engine(model, fast=False)
     ids = torch.ones((1, 3), dtype=torch.long)
-    futures = [engine.submit(input_ids=ids, max_new_tokens=4) for _ in range(3)]
+    futures = [engine.submit(Request(input_ids=ids, max_new_tokens=4, stop_ids=())) for _ in range(3)]
     assert engine.in_flight == 3  # one being written, two waiting their turn
     model.release.set()
     for future in futures:

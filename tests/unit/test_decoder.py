@@ -1,0 +1,75 @@
+"""The fast path's token choice and grouped attention, checked against transformers on the CPU.
+
+The decode loop itself needs CUDA (tests/unit/test_engine.py runs it there); what it computes
+per token is checked here: the same token as ``generate``'s processors for greedy requests, and
+draws only from the tokens ``generate`` would keep, in its proportions, for sampled ones.
+"""
+
+import pytest
+import torch
+from transformers import (
+    RepetitionPenaltyLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from core.models.decode_attention import grouped_decode_attention
+from core.models.decoder import pick
+
+VOCAB = 500
+
+
+def _case(seed):
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randn(1, VOCAB, generator=generator) * 3
+    history = torch.randint(0, VOCAB, (1, 40), generator=generator)
+    seen = torch.zeros(1, VOCAB, dtype=torch.bool)
+    seen[0, history[0]] = True
+    return logits, history, seen
+
+
+def _theirs(logits, history, penalty, temperature, top_p, top_k):
+    scores = RepetitionPenaltyLogitsProcessor(penalty)(history, logits.clone())
+    if temperature == 0:
+        return scores
+    for warper in (TemperatureLogitsWarper(temperature), TopKLogitsWarper(top_k), TopPLogitsWarper(top_p)):
+        scores = warper(history, scores)
+    return scores.softmax(dim=-1)
+
+
+@pytest.mark.parametrize("penalty", [1.0, 1.1, 1.3])
+def test_a_greedy_pick_is_generates_argmax_after_the_repetition_penalty(penalty):
+    for seed in range(20):
+        logits, history, seen = _case(seed)
+        mine = pick(logits, seen, torch.tensor(penalty), torch.tensor(0.0), torch.tensor(1.0), 0)
+        assert mine.item() == _theirs(logits, history, penalty, 0, 1, 0).argmax().item()
+
+
+@pytest.mark.parametrize(("top_k", "top_p"), [(50, 0.8), (20, 0.95), (0, 0.7)])
+def test_a_sampled_pick_draws_what_generates_warpers_keep_in_their_proportions(top_k, top_p):
+    logits, history, seen = _case(7)
+    expected = _theirs(logits, history, 1.05, 0.7, top_p, top_k or VOCAB)[0]
+    torch.manual_seed(0)
+    draws = 4000
+    knobs = torch.tensor(1.05), torch.tensor(0.7), torch.tensor(top_p)
+    counts = torch.bincount(torch.cat([pick(logits, seen, *knobs, top_k) for _ in range(draws)]), minlength=VOCAB)
+    assert set(counts.nonzero().flatten().tolist()) <= set(expected.nonzero().flatten().tolist())
+    assert (counts / draws - expected).abs().max() < 0.03
+
+
+def test_grouped_attention_of_one_new_token_equals_transformers_sdpa():
+    from types import SimpleNamespace
+
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    torch.manual_seed(0)
+    module = SimpleNamespace(num_key_value_groups=4, is_causal=True, training=False)
+    query = torch.randn(1, 8, 1, 16)
+    key, value = torch.randn(1, 2, 64, 16), torch.randn(1, 2, 64, 16)
+    mask = torch.ones(1, 1, 1, 64, dtype=torch.bool)
+    mask[..., 40:] = False  # the static cache's empty places
+    mine, _ = grouped_decode_attention(module, query, key, value, mask, scaling=0.25)
+    theirs, _ = sdpa_attention_forward(module, query, key, value, mask, scaling=0.25)
+    assert mine.shape == theirs.shape == (1, 1, 8, 16)
+    torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=1e-5)
