@@ -304,6 +304,7 @@ def main() -> None:
     args.add_argument(
         "--zh-system-prompt", type=Path, help="a file holding a Chinese system prompt to try (tune on trial)"
     )
+    args.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS, help="new tokens per written answer")
     options = args.parse_args()
     if options.zh_system_prompt:
         prompts.QA_SYSTEM_PROMPT_ZH = options.zh_system_prompt.read_text(encoding="utf-8").strip()
@@ -385,7 +386,7 @@ def main() -> None:
                     llm,
                     lang,
                     name == "cmrc2018",
-                    MAX_NEW_TOKENS,
+                    options.max_new_tokens,
                     not options.no_declines,
                 )
                 result["generated"][f"{model_name}/{name}"] = figures

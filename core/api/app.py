@@ -4,7 +4,8 @@ all in one FastAPI app (OpenAPI documentation at ``/docs``).
 
 Errors are JSON in OpenAI's shape, ``{"error": {"message", "type", "code"}}``, with a 4xx
 status: 400 bad arguments, 401 no valid key, 403 not permitted, 404 unknown knowledge base or
-job, 409 busy (another job or process writes to the knowledge base) or no chat model.
+job, 409 busy (a job of this server already works on the knowledge base; another process's
+writing makes the job wait instead) or no chat model.
 """
 
 from __future__ import annotations

@@ -99,23 +99,25 @@ _PLAIN_NAMES = {"README": "text", "LICENSE": "text", "Makefile": "code", "Docker
 # memory grow linearly with its size, which the folder scan caps (Settings.max_file_mb), so it is
 # read here, at full speed, with no other guard.
 #
-# Notebooks, HTML, PDF, Word and CSV run a parser (json, BeautifulSoup + markdownify, pypdf,
+# Notebooks, HTML, PDF, Word and CSV run a parser (json, BeautifulSoup + markdownify, pdfplumber,
 # mammoth, csv) that a hostile file can keep busy, or make allocate, far beyond its size. They are
 # read in a worker process (core/knowledge/reader_process.py): only a process can be stopped from outside:
 #   - time: this side waits READ_SECONDS for the answer, then kills the worker;
 #   - memory: on Linux the worker caps its own address space (RLIMIT_AS) at its size after start-up
 #     plus READ_MEMORY_MB, so a parser that asks for more gets a MemoryError instead of the machine's
 #     memory. Elsewhere (macOS does not enforce RLIMIT_AS; Windows has no rlimits) the time limit and
-#     the size checks (zip_budget.py for Office files and e-books, CSV_MAX_LINE_CHARS, pypdf's own
+#     the size checks (zip_budget.py for Office files and e-books, CSV_MAX_LINE_CHARS, pdfminer's own
 #     limits) still hold.
 # A worker is a fresh Python (never a fork of this process, which runs threads), started once and
 # reused, so a file costs one round trip through a pipe (well under a millisecond for a small file);
 # a killed worker is replaced on the next file. A file over budget is skipped as unreadable, with
 # the reason ("took longer than 120 s to read", "needed more than 1024 MB to read"), like any other.
 
-# pypdf reads a text page in about 8 ms here (a 500-page PDF in 4 s) and mammoth about 0.35 MB of
-# XML a second (a 400-page .docx in 9 s): 120 s lets a long book through on a machine several times
-# slower, with other jobs on the cores, and stops a file that would never finish.
+# pdfplumber reads a text page in 20 to 160 ms here (layout and table finding; 500 pages with some
+# tables in 41 s, a page dense with a table 157 ms, so 500 such pages in ~80 s) and mammoth about
+# 0.35 MB of XML a second (a 400-page .docx in 9 s): 120 s lets a long book through on this 2-core
+# machine with other jobs on the cores and stops a file that would never finish, but a 500-page
+# book of dense tables on a machine half as fast would be skipped ("took longer than 120 s").
 READ_SECONDS = 120.0
 # Reading a 10 MB file (the default size limit) takes tens to a few hundred MB (mammoth's DOM is
 # about 20 bytes per byte of XML); 1 GB is generous for that and small next to a loaded model.

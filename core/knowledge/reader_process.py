@@ -203,21 +203,19 @@ def _serve(memory_mb: int, app_pid: int, ocr: bool = False) -> None:
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno() if sys.stderr else os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     requests = sys.stdin.buffer
-    # What went wrong comes back as the reason; pypdf's notes on repairs and bs4's warnings would
-    # only fill the app's console.
-    logging.getLogger("pypdf").setLevel(logging.ERROR)
+    # What went wrong comes back as the reason; pdfminer's notes on repairs and bs4's warnings
+    # would only fill the app's console.
     logging.getLogger("pdfminer").setLevel(logging.ERROR)
     warnings.simplefilter("ignore")
     # Imported before the limit is set, so that the budget is the file's alone.
     import bs4
     import mammoth
     import markdownify
-    import pypdf
     from charset_normalizer import from_bytes
 
     from core.knowledge.loaders import parse
 
-    del bs4, mammoth, markdownify, pypdf, from_bytes
+    del bs4, mammoth, markdownify, from_bytes
     if ocr:
         _load_ocr()
     _limit_memory(memory_mb)

@@ -4,10 +4,14 @@ and permissions with logins on; and an ingestion that meets the app's lock."""
 
 from __future__ import annotations
 
+import socket
+import time
+
 import anyio
 import httpx
 import httpx2
 import openai
+import psutil
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -196,3 +200,156 @@ def test_with_logins_on_a_key_is_needed_and_each_user_sees_their_own(logins):
             assert "alice's notes" in {kb["name"] for kb in listed}
 
     anyio.run(as_alice)
+
+
+@pytest.fixture(scope="module")
+def bare(data_dir):
+    """A server as started by hand without a chat model: ``--allow-ingest``, no ``--lock-wait``, no
+    ``--host``; new knowledge bases get the small English embedding model, so ingestion is quick."""
+    port = free_port()
+    env = server_env(data_dir, KBA_DEFAULT_EMBEDDING="all-minilm-l6-v2")
+    with ServerProcess("core.api", ["--port", str(port), "--allow-ingest"], port, env, "/health") as server:
+        yield server
+
+
+def _error(response: httpx.Response, status: int, code: str) -> str:
+    """The message of an error response, after checking its status and OpenAI-style body."""
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code, error
+    return error["message"]
+
+
+def _job_until_done(server: ServerProcess, job_id: str, timeout: float = 90) -> dict:
+    """``GET /v1/jobs/{id}`` until the job has ended (or ``timeout`` passes); its last state."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = httpx.get(f"{server.url}/v1/jobs/{job_id}", params={"wait_seconds": 5}, timeout=30).json()
+        if state["status"] in {"done", "failed", "cancelled"} or time.monotonic() > deadline:
+            return state
+
+
+def test_the_first_curl_example_lists_the_knowledge_bases(api):
+    listed = httpx.get(api.url + "/v1/knowledge-bases")
+    assert listed.status_code == 200
+    rows = {kb["name"]: kb for kb in listed.json()["knowledge_bases"]}
+    assert {KB, KB_ZH} <= set(rows)
+    assert rows[KB_ZH]["files"] == 1 and rows[KB_ZH]["chunks"] >= 1
+    assert rows[KB_ZH]["embedding"] == "all-minilm-l6-v2" and rows[KB_ZH]["sources"][0]["kind"] == "folder"
+
+
+def test_a_written_answer_without_a_chat_model_is_409_no_model(bare):
+    asked = httpx.post(
+        bare.url + "/v1/answer",
+        json={"question": "How long should pasta boil?", "knowledge_bases": [KB], "mode": "generate"},
+        timeout=30,
+    )
+    assert "needs a chat model" in _error(asked, 409, "no_model")
+    assert asked.json()["error"]["type"] == "conflict_error"
+    client = openai.OpenAI(base_url=bare.url + "/v1", api_key="unused", max_retries=0)
+    with pytest.raises(openai.ConflictError, match="--model KEY"):
+        client.chat.completions.create(model=KB, messages=PASTA, extra_body={"mode": "generate"})
+    # Without "generate" the same server quotes the sources instead (auto), so the 409 is about the mode.
+    quoted = httpx.post(bare.url + "/v1/answer", json={"question": "How long should pasta boil?"}, timeout=30)
+    assert quoted.status_code == 200 and quoted.json()["answered_by"] == "quick"
+
+
+def test_a_second_job_on_a_busy_knowledge_base_is_409_busy_and_the_first_finishes(bare, data_dir):
+    kb = build_services(Settings(data_dir=data_dir)).knowledge.get(KB)
+    lock = Locks(data_dir).kb(kb.id)  # as the app's ingestion holds it while it writes
+    with lock:
+        started = httpx.post(f"{bare.url}/v1/knowledge-bases/{KB}/refresh", json={"wait_seconds": 1}, timeout=30)
+        job = started.json()["jobs"][0]
+        assert job["status"] == "waiting" and f"writing to knowledge base '{KB}'" in job["message"]
+        again = httpx.post(f"{bare.url}/v1/knowledge-bases/{KB}/refresh", json={"wait_seconds": 0}, timeout=30)
+        assert "already busy" in _error(again, 409, "busy")
+        assert again.json()["error"]["type"] == "conflict_error"
+        assert httpx.get(f"{bare.url}/v1/jobs/{job['job_id']}").json()["status"] == "waiting"
+    done = _job_until_done(bare, job["job_id"])
+    assert done["status"] == "done" and done["result"]["files_unchanged"] == 3
+
+
+def test_adding_a_folder_over_http_runs_a_job_whose_status_is_polled_until_done(bare, tmp_path):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "tea.md").write_text("# Tea\n\nGreen tea steeps for two minutes at 80 degrees.\n", encoding="utf-8")
+    url = f"{bare.url}/v1/knowledge-bases/tea/folders"
+
+    missing = httpx.post(url, json={"path": str(folder)}, timeout=30)
+    assert "'tea' does not exist" in _error(missing, 404, "not_found")
+
+    added = httpx.post(url, json={"path": str(folder), "create": True, "wait_seconds": 0}, timeout=30)
+    assert added.status_code == 200, added.text
+    job = added.json()["jobs"][0]
+    assert job["kind"] and job["job_id"] and job["knowledge_base"]
+    done = _job_until_done(bare, job["job_id"])
+    assert done["status"] == "done", done
+    assert done["result"]["files_ingested"] == 1 and done["result"]["skipped"] == 0
+
+    found = httpx.post(
+        bare.url + "/v1/search", json={"query": "How long does green tea steep?", "knowledge_bases": ["tea"]}
+    ).json()
+    assert found["passages"][0]["path"] == "tea.md"
+    assert "tea" in {kb["name"] for kb in httpx.get(bare.url + "/v1/knowledge-bases").json()["knowledge_bases"]}
+
+    unknown = httpx.get(f"{bare.url}/v1/jobs/no-such-job")
+    assert "There is no job 'no-such-job'" in _error(unknown, 404, "not_found")
+
+
+def test_folders_and_jobs_are_offered_only_when_ingestion_is_allowed(api, logins, tmp_path):
+    ingest = {"/v1/knowledge-bases/{name}/folders", "/v1/jobs/{job_id}"}
+    assert ingest <= set(httpx.get(api.url + "/openapi.json").json()["paths"])
+    server, alice, _ = logins  # started without --allow-ingest
+    assert not ingest & set(httpx.get(server.url + "/openapi.json").json()["paths"])
+    headers = {"Authorization": f"Bearer {alice}"}
+    refused = httpx.post(
+        f"{server.url}/v1/knowledge-bases/never/folders",
+        json={"path": str(tmp_path), "create": True, "wait_seconds": 5},
+        headers=headers,
+        timeout=30,
+    )
+    assert refused.status_code in {404, 405}
+    listed = httpx.get(server.url + "/v1/knowledge-bases", headers=headers).json()["knowledge_bases"]
+    assert "never" not in {kb["name"] for kb in listed}
+    assert httpx.get(f"{server.url}/v1/jobs/any", headers=headers).status_code == 404
+
+
+def test_the_streamed_last_chunk_carries_the_checked_answer(client, model_server):
+    unsupported = "The moon is made of green cheese."
+    model_server.reply = f"{REPLY} {unsupported}"
+    try:
+        chunks = list(client.chat.completions.create(model=KB, messages=PASTA, stream=True))
+    finally:
+        model_server.reply = REPLY
+    said = "".join(c.choices[0].delta.content or "" for c in chunks)
+    assert said.startswith(f"{REPLY} {unsupported}")  # the model's own words, streamed unchecked
+    assert "*[?]*" not in said
+    # The last chunk carries the answer as the app checked it: the cited sentence kept with its [1],
+    # the sentence no source supports flagged *[?]*.
+    last = chunks[-1]
+    assert last.choices[0].finish_reason == "stop"
+    assert last.model_extra["answer"] == f"{REPLY} {unsupported} *[?]*"
+    assert last.model_extra["answered_by"] == "model" and last.model_extra["sources"][0]["number"] == 1
+    assert all("answer" not in c.model_extra for c in chunks[:-1])
+
+
+def _non_loopback_ipv4() -> str | None:
+    for addresses in psutil.net_if_addrs().values():
+        for address in addresses:
+            if address.family == socket.AF_INET and not address.address.startswith("127."):
+                return address.address
+    return None
+
+
+def test_the_api_listens_on_loopback_only_by_default(api):
+    port = int(api.url.rsplit(":", 1)[1])
+    listening = [
+        c.laddr for c in psutil.Process(api.process.pid).net_connections("inet") if c.status == psutil.CONN_LISTEN
+    ]
+    assert listening and {address.ip for address in listening} == {"127.0.0.1"}
+    assert {address.port for address in listening} == {port}
+    other = _non_loopback_ipv4()
+    if other is None:
+        pytest.skip("this machine has no non-loopback IPv4 address to try")
+    with pytest.raises(OSError), socket.create_connection((other, port), timeout=5):
+        pass

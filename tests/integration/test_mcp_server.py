@@ -5,14 +5,20 @@ bases the app's ingestion built; and an ingestion through MCP meets the app's lo
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 
 import anyio
+import httpx
+import httpx2
 import pytest
 from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
+from core.api.keys import ApiKeys
 from core.api.operations import files_uri
+from core.knowledge.splitting import SplitterSettings
 from core.locks import Locks
 from core.services import build_services
 from core.settings import Settings
@@ -36,10 +42,11 @@ def run(check) -> None:
     anyio.run(check)
 
 
-def stdio(data_dir, tmp_path) -> StdioServerParameters:
+def stdio(data_dir, tmp_path, **extra: str) -> StdioServerParameters:
     """The server the way a desktop client's config starts it: the project on PYTHONPATH, the
-    app's data folder in KBA_DATA_DIR, started in some other folder."""
+    app's data folder in KBA_DATA_DIR (and ``extra`` variables), started in some other folder."""
     env = {"KBA_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env.update(extra)
     return StdioServerParameters(command=sys.executable, args=["-m", "core.mcp"], env=env, cwd=str(tmp_path))
 
 
@@ -157,3 +164,75 @@ def test_add_folder_creates_a_knowledge_base_through_the_apps_ingestion(http_ser
     run(check)
     # The app sees what the MCP server added.
     assert build_services(Settings(data_dir=data_dir)).knowledge.get("tea")
+
+
+@pytest.fixture(scope="module")
+def logins_dir(tmp_path_factory):
+    """A data folder of its own, for servers with logins on: keys for alice and bob, and a
+    knowledge base only alice may read."""
+    data_dir = data_folder(tmp_path_factory.mktemp("mcp-logins"))
+    services = build_services(Settings(data_dir=data_dir))
+    services.knowledge.create("alice's notes", "all-minilm-l6-v2", SplitterSettings(), owner="alice", sharing="private")
+    keys = ApiKeys(data_dir)
+    return data_dir, keys.add("alice")[1], keys.add("bob")[1]
+
+
+async def _names(client: Client) -> set[str]:
+    listed = await client.call_tool("list_knowledge_bases", {})
+    assert not listed.is_error, listed.content
+    return {kb["name"] for kb in listed.structured_content["knowledge_bases"]}
+
+
+def test_stdio_with_logins_on_acts_as_the_user_of_the_key_in_kba_api_key(logins_dir, tmp_path):
+    data_dir, alice, bob = logins_dir
+
+    async def check():
+        async with Client(stdio(data_dir, tmp_path, KBA_AUTH="users", KBA_API_KEY=alice)) as client:
+            assert {KB, KB_ZH, "alice's notes"} <= await _names(client)
+        async with Client(stdio(data_dir, tmp_path, KBA_AUTH="users", KBA_API_KEY=bob)) as client:
+            names = await _names(client)
+            assert KB in names and "alice's notes" not in names
+
+    run(check)
+
+
+@pytest.mark.parametrize("key", [None, "kba-wrong"])
+def test_stdio_with_logins_on_and_no_valid_key_exits_saying_where_the_key_goes(logins_dir, tmp_path, key):
+    data_dir, _, _ = logins_dir
+    params = stdio(data_dir, tmp_path, KBA_AUTH="users", **({"KBA_API_KEY": key} if key else {}))
+    finished = subprocess.run(
+        [params.command, *params.args],
+        env=params.env,
+        cwd=params.cwd,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert finished.returncode == 2 and finished.stdout == ""  # nothing on the MCP stream
+    assert "error: A valid API key is needed: logins are on (KBA_AUTH=users)" in finished.stderr
+    assert "put the key in the environment variable KBA_API_KEY" in finished.stderr
+
+
+def test_standalone_http_with_logins_on_answers_401_without_a_key(logins_dir):
+    data_dir, alice, _ = logins_dir
+    port = free_port()
+    env = server_env(data_dir, KBA_AUTH="users")
+    with ServerProcess("core.mcp", ["--http", str(port)], port, env, "/mcp") as server:
+        anonymous = httpx.post(server.url + "/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+        assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"] == "Bearer"
+        assert "A valid API key is needed" in anonymous.json()["error"]["message"]
+        wrong = httpx.post(
+            server.url + "/mcp",
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            headers={"Authorization": "Bearer kba-wrong"},
+        )
+        assert wrong.status_code == 401
+
+        async def as_alice():
+            http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {alice}"})
+            async with Client(streamable_http_client(server.url + "/mcp", http_client=http)) as client:
+                assert "alice's notes" in await _names(client)
+
+        run(as_alice)
