@@ -87,6 +87,26 @@ def page_of(pages: tuple[int, ...], line: int) -> int | None:
     return (bisect.bisect_right(pages, line) or None) if pages else None
 
 
+def chunk_page(pages: tuple[int, ...], start: int, end: int) -> int | None:
+    """The page holding most of lines ``start``..``end`` (the earlier one on a tie).
+
+    Not the page of the first line: a chunk often begins with the overlap it repeats from the
+    page before, and its source would then open on the wrong page.
+
+    >>> chunk_page((1, 10), 8, 20), chunk_page((1, 10), 5, 13), chunk_page((1, 4, 4, 9), 3, 5)
+    (2, 1, 3)
+    """
+    first, last = page_of(pages, start), page_of(pages, end)
+    if first is None:
+        return None
+
+    def lines_on(page: int) -> int:
+        page_end = pages[page] if page < len(pages) else end + 1
+        return min(end + 1, page_end) - max(start, pages[page - 1])
+
+    return max(range(first, last + 1), key=lambda page: (lines_on(page), -page))
+
+
 def is_current(known: FileRecord) -> bool:
     """Whether ``known`` was split by this version of the splitter: an older one may have cut
     chunks of only markup, or cited two chunks at the same lines.
@@ -127,7 +147,7 @@ def file_chunks(
                 piece.text,
                 chunk_terms(piece.heading, piece.text),
                 *(piece.columns or (None, None)),
-                page=page_of(document.pages, piece.start_line),
+                page=chunk_page(document.pages, piece.start_line, piece.end_line),
             )
             chunks[cid] = (record, piece)
     record = FileRecord(plan.source_id, file.path, digest, file.size, len(chunks), SPLITTER_VERSION)

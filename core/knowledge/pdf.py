@@ -3,8 +3,9 @@ repeated on most pages dropped, and pages without a usable text layer read by OC
 
 pdfplumber (MIT, on pdfminer.six) gives the words with their positions and finds ruled tables;
 pypdfium2 (Apache/BSD) renders the pages that need OCR. Both are imported here, in the document
-reader process, only when a PDF is read. Pages are read one at a time and their parsed objects
-dropped at once, so a 500-page PDF costs the memory of one page plus its text.
+reader process, only when a PDF is read. Pages are read one at a time and the file is opened
+again every PAGES_PER_OPENING pages, so a 500-page PDF costs the memory of that many pages plus
+its text.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ _UNMAPPED = re.compile(r"\(cid:\d+\)")
 _EDGE_SHARE = 0.075
 _REPEATED_SHARE = 0.5
 _DIGITS = re.compile(r"\d+")
+# Opening a file again costs reading its cross-reference table and page tree (milliseconds).
+PAGES_PER_OPENING = 50
 
 
 def read_pdf(data: bytes, progress: Progress | None = None, read_scans: bool = True) -> tuple[list[str], str, int]:
@@ -48,13 +51,19 @@ def read_pdf(data: bytes, progress: Progress | None = None, read_scans: bool = T
     scans: list[int] = []  # pages without a usable text layer
     try:
         with pdfplumber.open(io.BytesIO(data)) as pdf:
-            for page in pdf.pages:
-                lines, edge, usable = _page_text(page)
-                pages.append(lines)
-                edges.append(edge)
-                if not usable:
-                    scans.append(len(pages) - 1)
-                page.close()  # drops the page's parsed objects: memory stays that of one page
+            count = len(pdf.pages)
+        # An open file keeps every object pdfminer decoded (each page's drawing, fonts) until it
+        # is closed, whatever the pages release: opened again for each run of pages, a long PDF
+        # costs the memory of PAGES_PER_OPENING pages.
+        for first in range(1, count + 1, PAGES_PER_OPENING):
+            with pdfplumber.open(io.BytesIO(data), pages=range(first, first + PAGES_PER_OPENING)) as pdf:
+                for page in pdf.pages:
+                    lines, edge, usable = _page_text(page)
+                    pages.append(lines)
+                    edges.append(edge)
+                    if not usable:
+                        scans.append(len(pages) - 1)
+                    page.close()  # drops the page's parsed layout
     except MemoryError:
         raise  # the memory budget's to report, not a broken file
     except PdfminerException as exc:

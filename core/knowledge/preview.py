@@ -18,7 +18,7 @@ from core.errors import FolderNotFound
 from core.jobs import JobContext
 from core.knowledge import git_source
 from core.knowledge.archives import extract_zip, save_upload
-from core.knowledge.file_chunks import page_of
+from core.knowledge.file_chunks import chunk_page
 from core.knowledge.loaders import UnsupportedFile, load
 from core.knowledge.ocr import PAGES_PER_SECOND
 from core.knowledge.reading import UnreadableText
@@ -138,7 +138,7 @@ def preview_folder(
                     "end_line": p.end_line,
                     "heading": p.heading,
                     "text": p.text,
-                    "page": page_of(document.pages, p.start_line),
+                    "page": chunk_page(document.pages, p.start_line, p.end_line),
                 }
                 for p in spread(pieces, SAMPLES)
             ]
