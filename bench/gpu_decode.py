@@ -3,7 +3,8 @@
 A randomly initialised Qwen2-7B-shaped model in bf16 (no download needed) gets a ~1,500-token
 prompt and writes 256 tokens. Both paths are measured warm, in the same run:
 
-- plain: ``model.generate`` with the default dynamic cache, no compile, no streamer;
+- plain: ``model.generate`` with the default dynamic cache, no compile, no streamer, greedy with
+  the catalog row's repetition penalty (the same work as the stream's);
   decode rate = (N - 1) / (t(N) - t(1)).
 - ours: ``LocalChatModel.stream`` (chat template, TextIteratorStreamer, stop handling) on the
   engine's static cache with the compiled decode step, warmed up as at load time;
@@ -13,8 +14,10 @@ prompt and writes 256 tokens. Both paths are measured warm, in the same run:
   runs interleaved with plain ``generate``; ``fallback_over_plain`` is the median of the
   per-run ratios (target >= 0.95, on CPU and CUDA).
 - bound: the model's bytes over the device's measured copy rate (bytes read and written per
-  second by a 4 GiB device-to-device copy): every token reads every weight once, so no decoder
-  beats ``bound_tok_s``; ``fraction_of_bound`` = ours / bound (target >= 0.70 for 7B on an H200).
+  second by a 4 GiB device-to-device copy), as the issue defines it: ``bound_tok_s`` and
+  ``fraction_of_bound`` = ours / bound (target >= 0.70 for 7B on an H200). A token reads every
+  weight but the input embedding table (one row of it; all of it when tied to the output
+  layer), so the strict bound no decoder beats is ``bound_read_tok_s`` (``fraction_of_read_bound``).
 
 On CUDA the bench then loads two more models in the same process, as a user switching models
 would: the 0.5B shape (its own figures, ``small_*``), then the first shape again with PyTorch's
@@ -124,13 +127,21 @@ def plain_rate(loaded: LoadedModel, text: str, new_tokens: int) -> tuple[float, 
     prompt = chat.render_prompt([HumanMessage(text)])
     inputs = loaded.tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(loaded.model.device)
     eos = chat.stop_token_ids()
+    # The same work as the chat stream's: greedy with the row's repetition penalty.
+    penalty = chat.sampling_parameters()["repetition_penalty"]
 
     def timed(n: int) -> float:
         torch.cuda.synchronize() if torch.cuda.is_available() else None
         started = time.perf_counter()
         with torch.inference_mode():
             out = loaded.model.generate(
-                **inputs, max_new_tokens=n, do_sample=False, disable_compile=True, eos_token_id=eos, pad_token_id=eos[0]
+                **inputs,
+                max_new_tokens=n,
+                do_sample=False,
+                repetition_penalty=penalty,
+                disable_compile=True,
+                eos_token_id=eos,
+                pad_token_id=eos[0],
             )
         assert out.shape[1] - inputs["input_ids"].shape[1] == n, "the random model stopped early"
         torch.cuda.synchronize() if torch.cuda.is_available() else None
@@ -182,6 +193,15 @@ def copy_rate() -> float:
     return statistics.median(rates[1:])
 
 
+def bytes_read_per_token(model) -> int:
+    """Bytes of weights one decode step reads: all but an untied input embedding table."""
+    total = sum(p.numel() * p.element_size() for p in model.parameters())
+    embedding, output = model.get_input_embeddings().weight, model.get_output_embeddings().weight
+    if embedding.data_ptr() == output.data_ptr():
+        return total
+    return total - embedding.numel() * embedding.element_size()
+
+
 def measure(shape: dict, device: str, dtype: str, prompt_len: int, new_tokens: int, runs: int, plain: bool) -> dict:
     """One model built, warmed up and measured: ours, and (``plain``) plain generate and the fallback."""
     from core.models.loader import release
@@ -195,6 +215,7 @@ def measure(shape: dict, device: str, dtype: str, prompt_len: int, new_tokens: i
         "attention": loaded.engine.attention,
         "build_and_warmup_s": round(time.perf_counter() - started, 1),
         "model_bytes": sum(p.numel() * p.element_size() for p in loaded.model.parameters()),
+        "read_bytes": bytes_read_per_token(loaded.model),
     }
     ours_tok_s, ttft, tokens, prompt_tokens = stream_rate(loaded, text, new_tokens, runs)
     figures.update(ours_tok_s=round(ours_tok_s, 1), ttft_s=round(ttft, 3), new_tokens=tokens)
@@ -247,7 +268,7 @@ def main() -> None:
     result = {
         "device": torch.cuda.get_device_name(0) if cuda else "cpu",
         "model": "tiny" if shape is TINY else f"Qwen2-{name} shape, random, {dtype}",
-        **{k: v for k, v in first.items() if k != "model_bytes"},
+        **{k: v for k, v in first.items() if k not in {"model_bytes", "read_bytes"}},
     }
     rows = [
         ["plain generate, dynamic cache", first["plain_tok_s"], first["plain_ttft_s"]],
@@ -261,6 +282,9 @@ def main() -> None:
             model_gb=round(first["model_bytes"] / 1e9, 2),
             bound_tok_s=round(bound, 1),
             fraction_of_bound=round(first["ours_tok_s"] / bound, 3),
+            read_gb=round(first["read_bytes"] / 1e9, 2),
+            bound_read_tok_s=round(rate / first["read_bytes"], 1),
+            fraction_of_read_bound=round(first["ours_tok_s"] / (rate / first["read_bytes"]), 3),
         )
         rows.append(["memory-bandwidth bound", round(bound, 1), "-"])
     if cuda and not options.no_switch:

@@ -71,6 +71,22 @@ def pick(logits: Any, seen: Any, penalty: Any, temperature: Any, top_p: Any, top
     return torch.where(temperature > 0, sampled, greedy)
 
 
+def sampling_top_k(generation_config: Any, vocab: int) -> int:
+    """The top-k ``generate`` samples with for this model (0: none): the model's own, else
+    transformers' default (50), as ``generate`` fills an unset one.
+
+    >>> from transformers import GenerationConfig
+    >>> [sampling_top_k(GenerationConfig(top_k=k), 1000) for k in (None, 20, 0, 5000)]
+    [50, 20, 0, 0]
+    """
+    from transformers import GenerationConfig
+
+    top_k = getattr(generation_config, "top_k", None)
+    if top_k is None:
+        top_k = GenerationConfig._get_default_generation_params().get("top_k") or 0
+    return top_k if top_k < vocab else 0
+
+
 class StaticDecoder:
     """A model's static cache, its compiled decode step and the loop that runs them on CUDA."""
 
@@ -83,8 +99,7 @@ class StaticDecoder:
         self.cache = StaticCache(config=model.config, max_cache_len=max_cache_len)
         device = model.device
         vocab = model.config.vocab_size
-        self.top_k = int(getattr(model.generation_config, "top_k", 0) or 0)
-        self.top_k = self.top_k if self.top_k < vocab else 0
+        self.top_k = sampling_top_k(getattr(model, "generation_config", None), vocab)
         # The step's inputs live at fixed addresses, so the recorded graph reads them in place.
         self.token = torch.zeros((1, 1), dtype=torch.long, device=device)
         self.position = torch.zeros((1,), dtype=torch.long, device=device)
@@ -124,6 +139,10 @@ class StaticDecoder:
         import torch
 
         config = self.model.config
+        implementation = getattr(config, "_attn_implementation", None)
+        if not self.grouped and implementation != "sdpa":
+            self.backend = str(implementation).upper()  # e.g. Gemma-2's eager attention: nothing to choose
+            return self.backend
         heads = config.num_attention_heads
         timings = attention_timings(
             heads=heads,
@@ -146,17 +165,14 @@ class StaticDecoder:
 
         name = self.backend.removeprefix("SDPA_")
         if name in ATTENTION_BACKENDS:
-            # The measured kernel first; the math kernel for what it does not take (the prompt's
-            # grouped heads, for one).
-            backends = [getattr(SDPBackend, name)] + ([SDPBackend.MATH] if name != "MATH" else [])
-            return sdpa_kernel(backends, set_priority=True)
+            return sdpa_kernel([getattr(SDPBackend, name)])
         return nullcontext()
 
     def run(self, request: Request) -> list[int]:
         """Generate for ``request``; the new token ids, the stop token included when one came."""
         import torch
 
-        with torch.no_grad(), self._attention():
+        with torch.no_grad():
             return self._run(request)
 
     def _run(self, request: Request) -> list[int]:
@@ -183,11 +199,7 @@ class StaticDecoder:
         new: list[int] = []
         while True:
             # The next step goes to the GPU before the host waits for this token.
-            following = (
-                self._record(self._step(self.token, self.position, self.seen, self.knobs), len(new) + 1)
-                if len(new) + 1 < limit
-                else None
-            )
+            following = self._launch(len(new) + 1) if len(new) + 1 < limit else None
             pending.synchronize()
             token = int(self.host[len(new)])
             new.append(token)
@@ -198,6 +210,14 @@ class StaticDecoder:
                     following.synchronize()  # its cache write must land before the next reset
                 return new
             pending = following
+
+    def _launch(self, index: int) -> Any:
+        """Run the compiled step for new token ``index``; the event that says it is on the host."""
+        # The measured kernel is fixed when the step is compiled (and if it is compiled again);
+        # the prompt's pass runs eagerly with every kernel PyTorch allows.
+        with self._attention():
+            token = self._step(self.token, self.position, self.seen, self.knobs)
+        return self._record(token, index)
 
     def _record(self, token: Any, index: int) -> Any:
         """Feed ``token`` to the next step and copy it to the host; the event that says it is there."""

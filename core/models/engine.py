@@ -130,6 +130,8 @@ class Engine:
                 ids = torch.randint(0, vocab_size, (1, length), device=self.model.device)
                 self.submit(Request(input_ids=ids, max_new_tokens=8, stop_ids=())).result()
         except Exception as exc:  # noqa: BLE001 - any compile failure means: use the plain path
+            if self.decoder.grouped:
+                self.model.set_attn_implementation("sdpa")  # the plain path as transformers runs it
             self.fast, self.decoder = False, None
             self.why, self.detail = "warmup_failed", type(exc).__name__
             self._worker.submit(torch._dynamo.reset).result()

@@ -16,6 +16,7 @@ import pytest
 from langchain_core.messages import HumanMessage
 
 from core.models.chat import LocalChatModel
+from core.models.decoder import Request
 from core.models.loader import LoadOptions, load
 from core.models.spec import GenerationDefaults
 from tests.conftest import TEST_DEVICE
@@ -144,6 +145,23 @@ def test_the_stream_is_the_text_it_returns(fast, monkeypatch):
         assert len(pieces) > 1
         assert "".join(pieces) == returned == fast.loaded.tokenizer.decode(streamed, skip_special_tokens=True)
         assert calls[-1].new == streamed  # greedy: the same tokens both times
+
+
+def test_a_cancelled_request_ends_at_the_next_token(fast):
+    # What a closed stream does (chat.py sets the request's cancel event): the engine must stop
+    # at once, on the fast path and on the plain one, not write on to max_new_tokens.
+    cancel = threading.Event()
+    heard = []
+
+    def on_token(token):
+        heard.append(token)
+        cancel.set()
+
+    loaded = fast.loaded
+    ids = loaded.tokenizer("hello", return_tensors="pt")["input_ids"].to(loaded.model.device)
+    request = Request(input_ids=ids, max_new_tokens=200, stop_ids=(), on_token=on_token, cancel=cancel)
+    new = loaded.engine.submit(request).result(timeout=60)
+    assert new == heard and len(new) <= 2  # generate may write the token it is computing
 
 
 def test_a_stopped_stream_frees_the_engine_for_the_next_request(fast):
