@@ -559,6 +559,8 @@ TEXT: dict[str, dict[str, str]] = {
     "kb.page.show": {"en": "See page {page}", "zh": "查看第 {page} 页"},
     "kb.page.caption": {"en": "{path}, page {page}", "zh": "{path}，第 {page} 页"},
     "kb.page.download": {"en": "Download {path}", "zh": "下载 {path}"},
+    "kb.page.open": {"en": "Open in the browser", "zh": "在浏览器中打开"},
+    "kb.page.open_link": {"en": "Open {path} at page {page} ↗", "zh": "在第 {page} 页打开 {path} ↗"},
     "kb.page.missing": {
         "en": "The page cannot be shown: {error}",
         "zh": "无法显示该页：{error}",

@@ -2,6 +2,7 @@
 progress, and a PDF source in the chat with its page and the page itself on demand.
 """
 
+import base64
 import io
 import re
 import threading
@@ -149,3 +150,18 @@ def test_a_pdf_source_in_the_chat_shows_its_page_and_the_page_itself(app, tmp_pa
     assert [shown(c) for c in image.captions] == ["manual.pdf, page 2"]  # the page, rendered
     (download,) = offered[0].get("download_button")
     assert shown(download.label) == "Download manual.pdf"  # the label is Markdown: the name escaped
+
+    # Opening the file in the browser's viewer at that page: the file is sent to the browser only
+    # in the run after the click (as a blob it links to with #page=2), not at every rerun.
+    def links():
+        return [h for h in app.get("html") if "kba-open" in h.value]
+
+    assert not links()
+    (opener,) = [b for b in offered[0].get("button") if shown(b.label) == "Open in the browser"]
+    opener.click().run()
+    (link,) = links()
+    assert "Open manual.pdf at page 2" in link.value and '+ "#page=2"' in link.value
+    sent = re.search(r'atob\("([A-Za-z0-9+/=]+)"\)', link.value).group(1)
+    assert base64.b64decode(sent) == (folder / "manual.pdf").read_bytes()
+    app.run()
+    assert not links()

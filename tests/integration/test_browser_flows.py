@@ -1,7 +1,8 @@
 """Newcomer flows in a real browser (Debian's Chromium through Playwright, the app served on
 loopback with the bundled models): exporting a stopped answer, reloading during an ingestion,
-confirming a file's removal, and Chat starting with a knowledge base. Each flow keeps a
-screenshot in test-artifacts/ for people to look at."""
+confirming a file's removal, Chat starting with a knowledge base, and a PDF source opened in
+the browser's own viewer at its page. Each flow keeps a screenshot in test-artifacts/ for people
+to look at."""
 
 # The browser fixtures are test_browser.py's, imported by name, which pytest's arguments shadow.
 # ruff: noqa: F811
@@ -20,6 +21,7 @@ from tests.integration.test_browser import (  # noqa: F401 - fixtures used by na
     page,
     running_app,
 )
+from tests.pdf_documents import Page, text_pdf
 
 STOPPED_ANSWER = "Install it, then start the server:\n\n```bash\npip install lmdeploy\nlmdeploy serve api_server"
 
@@ -204,3 +206,34 @@ def test_stop_shows_the_saved_partial_answer_and_keeps_the_conversation(chromium
     shown = answer.locator("[data-testid=stMarkdownContainer]").first.inner_text().split("(stopped)")[0]
     assert " ".join(shown.split()) == " ".join(words.split())
     _shot(page, "flow-stop")
+
+
+def test_a_pdf_source_opens_in_the_browsers_viewer_at_its_page(chromium, running_app, page, tmp_path):
+    docs = tmp_path / "manual"
+    docs.mkdir()
+    # Each page longer than a chunk: the answer's chunk is on page 2.
+    quantization = ["LMDeploy 量化指南。LMDeploy 支持 AWQ 4bit 权重量化（W4A16），也支持 KV cache int8 量化。"] * 3
+    serving = [
+        "This section describes deployment details that matter for operators of the service. " * 5,
+        "Serving: run the api_server command. The server listens on port 23333 by default.",
+    ]
+    (docs / "guide.pdf").write_bytes(text_pdf([Page(quantization), Page(serving)], header="LMDeploy guide"))
+    page.set_default_timeout(60_000)
+    page.goto(running_app)
+    _create_and_ingest(page, "pdf docs", docs)
+    page.get_by_text("1 file(s) ingested").wait_for(timeout=180_000)
+    page.get_by_role("link", name="Chat").click()
+    page.get_by_placeholder("Ask a question about your documents").fill("Which port does the server listen on?")
+    page.keyboard.press("Enter")
+    answer = page.locator("[data-testid=stChatMessage]").nth(1)
+    answer.get_by_text("Quick answer: sentences quoted from your sources").wait_for(timeout=120_000)
+    answer.get_by_text("Sources (").first.click()
+    answer.get_by_text("See page 2").click()
+    page.get_by_role("button", name="Open in the browser").click()
+    link = page.get_by_text("Open guide.pdf at page 2")
+    with page.expect_popup() as opened:
+        link.click()
+    viewer = opened.value
+    assert viewer.url.startswith("blob:") and viewer.url.endswith("#page=2")
+    viewer.wait_for_timeout(1500)  # the viewer's drawing
+    _shot(viewer, "flow-pdf-open-at-page")
