@@ -50,13 +50,14 @@ def read_pdf(data: bytes, progress: Progress | None = None, read_scans: bool = T
     edges: list[set[str]] = []  # per page, the lines in its top and bottom margins
     scans: list[int] = []  # pages without a usable text layer
     try:
-        with pdfplumber.open(io.BytesIO(data)) as pdf:
-            count = len(pdf.pages)
         # An open file keeps every object pdfminer decoded (each page's drawing, fonts) until it
         # is closed, whatever the pages release: opened again for each run of pages, a long PDF
         # costs the memory of PAGES_PER_OPENING pages.
-        for first in range(1, count + 1, PAGES_PER_OPENING):
+        batch = PAGES_PER_OPENING
+        while batch == PAGES_PER_OPENING:
+            first = len(pages) + 1
             with pdfplumber.open(io.BytesIO(data), pages=range(first, first + PAGES_PER_OPENING)) as pdf:
+                batch = len(pdf.pages)
                 for page in pdf.pages:
                     lines, edge, usable = _page_text(page)
                     pages.append(lines)
