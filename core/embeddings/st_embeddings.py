@@ -22,6 +22,7 @@ from langchain_core.embeddings import Embeddings
 # wall, 54-340 ms CPU, p90 1-2 s. So a query gets 1 thread; batches of passages (ingestion) keep
 # the process default, which limiting a query does not touch (see cpu_threads).
 QUERY_THREADS = 1
+GPU_MIN_BATCH = 128
 _threads_lock = threading.Lock()
 
 
@@ -45,6 +46,17 @@ def cpu_has_native_bf16() -> bool:
         return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
     except (ImportError, AttributeError, RuntimeError):
         return False
+
+
+def gpu_batch_size(batch_size: int, device: str) -> int:
+    """Texts per forward pass: at least ``GPU_MIN_BATCH`` on a GPU, where a small batch leaves it
+    idle between launches (measured on an H200 with multilingual-e5-small in the ingestion job:
+    the model's share 7.4-9.4 s at 32 a batch, 4.4 s at 128, 5.0 s at 256, for 12,422 chunks).
+
+    >>> gpu_batch_size(32, "cpu"), gpu_batch_size(32, "cuda:0"), gpu_batch_size(512, "cuda")
+    (32, 128, 512)
+    """
+    return max(batch_size, GPU_MIN_BATCH) if str(device).startswith("cuda") else batch_size
 
 
 def embedding_dtype(device: str) -> str:
@@ -128,7 +140,7 @@ class SentenceTransformerEmbeddings(Embeddings):
         # uses its own copy, made on first use.
         self._counter: Any = None
         self._counter_lock = threading.Lock()
-        self.batch_size = batch_size
+        self.batch_size = gpu_batch_size(batch_size, device)
         self.query_prefix = query_prefix
         self.passage_prefix = passage_prefix
         self.device = device

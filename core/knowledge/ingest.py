@@ -3,7 +3,8 @@
 Per file, a hash of its bytes (and of the splitter and embedding settings) and the version
 of the splitting code that cut it decide whether anything changed. Chunks have deterministic
 ids, so a chunk already in the store is never embedded again and a re-run after a crash or a
-cancel adds no duplicates. Three stages overlap: a thread reads and splits files, the job's
+cancel adds no duplicates. Three stages overlap: a thread reads and splits files (on a GPU,
+text files in a pool of processes, whose results a second thread hands on), the job's
 thread embeds them, and a third writes each embedded group (vectors first, then the records,
 so the records never claim a chunk the store lacks) while the next group is embedded. On a GPU
 the writes (Chroma's index above all) would otherwise take as long as the embedding.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import multiprocessing
 import os
 import queue
 import threading
@@ -36,6 +38,7 @@ from core.knowledge.records import ChunkRecord, FileRecord, KnowledgeBase, Sourc
 from core.knowledge.scanning import FoundFile, SkippedFile, scan_folder
 
 _DONE = object()
+_POLL_SECONDS = 0.2  # how soon a waiting thread notices that the job stopped
 _QUEUE_FILES = 64  # files read ahead of the embedder: bounds memory on any corpus size
 # Chunks embedded per call on a GPU, whatever the settings say: a small model is idle between
 # calls of the CPU default (32), and 256 passages of at most 512 tokens fit any CUDA GPU.
@@ -119,6 +122,7 @@ class Ingestion:
         self._files_embedded = 0  # files whose chunks are all embedded (written or not yet)
         self._ocr = ("", 0, 0)  # the file being read by OCR, its pages done and to do
         self._stop = threading.Event()
+        self._counting = threading.Lock()
 
     def run(self) -> IngestReport:
         """Ingest everything that changed since the last run; returns what was done."""
@@ -164,7 +168,7 @@ class Ingestion:
 
     def _read_all(self, found: list[FoundFile], manifest: dict[str, FileRecord], out: queue.Queue) -> None:
         _lower_priority()
-        pool = None
+        pool = forwarder = None
         try:
             todo = []
             for file in found:
@@ -174,27 +178,46 @@ class Ingestion:
                 else:
                     todo.append((file, known.sha256 if known and is_current(known) else ""))
             pooled_files = [(f, d) for f, d in todo if d is not None and pooled(f.path)]
-            in_pool: set[str] = set()
             if processes := pool_size(self.plan, len(pooled_files), self.on_gpu):
                 pool = ReadingPool(self.plan, processes)
-                ahead = pool.map(pooled_files)
+                # The pool's results go out from a thread of their own, so that a file read here
+                # (a document reader starting, OCR) never holds them back while the GPU waits.
+                forwarder = threading.Thread(
+                    target=self._forward, args=(pooled_files, pool.map(pooled_files), out), name="ingest-pool"
+                )
+                forwarder.start()
                 in_pool = {f.path for f, _ in pooled_files}
+                todo = [(f, d) for f, d in todo if f.path not in in_pool]
             for file, digest in todo:
                 if self._stop.is_set():
                     return
-                if digest is None:
-                    result = Unchanged()
-                elif file.path in in_pool:
-                    result = next(ahead)
-                else:
-                    result = self._read(file, digest)
+                result = Unchanged() if digest is None else self._read(file, digest)
                 _put(out, self._account(file, result), self._stop)
         except BaseException as exc:  # noqa: BLE001 - handed to the embedding thread, which raises it
             _put(out, exc, self._stop)
         finally:
+            if forwarder is not None:
+                forwarder.join()  # it stops within a poll once the embedding side has stopped
             if pool is not None:
                 pool.close()
             _put(out, _DONE, self._stop)
+
+    def _forward(self, files: list[tuple[FoundFile, str | None]], results, out: queue.Queue) -> None:
+        """Hand on the reading pool's result for each of ``files``, in order, until stopped."""
+        _lower_priority()
+        try:
+            for file, _ in files:
+                while True:
+                    if self._stop.is_set():
+                        return
+                    try:
+                        result = results.next(timeout=_POLL_SECONDS)
+                        break
+                    except multiprocessing.TimeoutError:
+                        continue
+                _put(out, self._account(file, result), self._stop)
+        except BaseException as exc:  # noqa: BLE001 - handed to the embedding thread, which raises it
+            _put(out, exc, self._stop)
 
     def _read(self, file: FoundFile, known_digest: str) -> FileChunks | Unchanged | SkippedFile:
         """One file read in this thread, with OCR pages shown and a cancel heard within a file."""
@@ -207,6 +230,10 @@ class Ingestion:
 
     def _account(self, file: FoundFile, result: FileChunks | Unchanged | SkippedFile) -> FileChunks | int:
         """``result`` counted in the report; the file's chunks, or its size when it adds none."""
+        with self._counting:  # the reading thread and the pool's forwarder both count
+            return self._count(file, result)
+
+    def _count(self, file: FoundFile, result: FileChunks | Unchanged | SkippedFile) -> FileChunks | int:
         if isinstance(result, FileChunks):
             self.report.kinds[result.kind] = self.report.kinds.get(result.kind, 0) + 1
             return result
@@ -375,7 +402,7 @@ def _put(out: queue.Queue, item: object, stop: threading.Event) -> None:
     """Put ``item``, giving up when the embedding side has stopped listening."""
     while not stop.is_set():
         try:
-            out.put(item, timeout=0.2)
+            out.put(item, timeout=_POLL_SECONDS)
             return
         except queue.Full:
             continue

@@ -153,6 +153,40 @@ def test_on_a_gpu_files_are_read_in_processes_and_cut_exactly_as_in_the_thread(
     assert not multiprocessing.active_children()  # the reading processes ended with the job
 
 
+def test_a_slow_file_read_in_the_job_does_not_hold_back_the_reading_processes(
+    bases, kb, tmp_path, fake_embeddings, monkeypatch
+):
+    # A document the job reads itself (a reader worker starting, OCR) comes early in the folder;
+    # the files the processes read must reach the embedder meanwhile, or the GPU waits for it.
+    folder = _folder(tmp_path / "src", files=70)
+    (folder / "a-slow-document.txt").write_text("A document the job's own thread reads.\n")
+    fake_embeddings.device = "cuda:0"
+    fake_embeddings.token_counter = len
+    monkeypatch.setattr(file_chunks.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(ingest, "pooled", lambda path: path != "a-slow-document.txt")
+    handed_on, pooled_all_handed_on, waited = [], threading.Event(), []
+    real_account, real_read = Ingestion._account, Ingestion._read
+
+    def account(self, file, result):
+        handed_on.append(file.path)
+        if sum(path.startswith("doc") for path in handed_on) == 70:
+            pooled_all_handed_on.set()
+        return real_account(self, file, result)
+
+    def read(self, file, digest):
+        if file.path == "a-slow-document.txt":
+            waited.append(pooled_all_handed_on.wait(timeout=20))
+        return real_read(self, file, digest)
+
+    monkeypatch.setattr(Ingestion, "_account", account)
+    monkeypatch.setattr(Ingestion, "_read", read)
+    report = _run(bases, kb, folder, batch=8)
+
+    assert waited == [True]  # the slow document did not stop the others
+    assert report.files_ingested == 71 and not report.skipped
+    assert not multiprocessing.active_children()
+
+
 def test_a_cancel_ends_the_reading_processes_at_once(bases, kb, tmp_path, fake_embeddings):
     folder = _folder(tmp_path / "src", files=80)
     fake_embeddings.device = "cuda:0"
@@ -185,3 +219,16 @@ def test_reading_processes_only_on_a_gpu_for_many_text_files(kb, monkeypatch):
         False,
         False,
     ]
+
+
+def test_each_reading_process_keeps_its_tokenizer_and_math_to_one_thread(monkeypatch):
+    # Eight processes each starting a thread per core would fight the job's own threads.
+    for name in ("TOKENIZERS_PARALLELISM", "RAYON_NUM_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.setenv(name, "unset by the test")
+    monkeypatch.setattr(file_chunks, "_plan", None)  # put back after the test
+    file_chunks._start_reader(None)
+    assert (file_chunks.os.environ["TOKENIZERS_PARALLELISM"], file_chunks.os.environ["RAYON_NUM_THREADS"]) == (
+        "false",
+        "1",
+    )
+    assert file_chunks.os.environ["OMP_NUM_THREADS"] == "1"
