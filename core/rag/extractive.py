@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 from collections.abc import Sequence
 
 from langchain_core.documents import Document
 
-from core.rag.sentences import features, han_count, overlap, split_sentences, weights
+from core.rag.sentences import Measure, features, han_count, overlap, split_sentences, weights
 
+# What lies between a list's introduction, or one of its items, and the next item.
+_LIST_GAP = re.compile(r"\s*(?:[-*+]|\d{1,3}[.)])\s+")
 # How long a quick answer may be: 250 characters of Chinese or 60 words of other languages.
 MAX_CHARS = 250
 MAX_WORDS = 60
@@ -64,11 +67,17 @@ class QuickAnswer:
 
 
 def quick_answer(question: str, docs: Sequence[Document], settings: QuickSettings | None = None) -> QuickAnswer:
-    """The sentences of ``docs`` that best answer ``question``, within the length budget.
+    r"""The sentences of ``docs`` that best answer ``question``, within the length budget.
 
     >>> docs = [Document("光荣是日本公司。战国无双3由光荣和ω-force开发。"), Document("天气很好。")]
     >>> [(q.text, q.source) for q in quick_answer("战国无双3是由哪两个公司开发的？", docs).quotes]
     [('战国无双3由光荣和ω-force开发。', 1)]
+
+    A sentence that introduces a list is quoted with the items that follow it:
+
+    >>> docs = [Document("目前支持的量化模型包括：\n\n- int4 量化（AWQ、GPTQ）\n- int8 量化\n\n其他内容。")]
+    >>> [q.text for q in quick_answer("支持哪些量化模型？", docs).quotes]
+    ['目前支持的量化模型包括：int4 量化（AWQ、GPTQ）；int8 量化']
     """
     settings = settings or QuickSettings()
     measure = functools.partial(cost, chinese=han_count(question) > 0)
@@ -98,7 +107,38 @@ def quick_answer(question: str, docs: Sequence[Document], settings: QuickSetting
         if used + measure(quote.text) <= 1.0:
             chosen.append(quote)
             used += measure(quote.text)
-    return QuickAnswer(tuple(chosen))
+    # A sentence that introduces a list ("支持的模型包括：") says nothing without its items.
+    for n, quote in enumerate(chosen):
+        if quote.text.endswith((":", "：")):
+            source = docs[quote.source - 1].page_content
+            chosen[n], used = _with_list(quote, source, candidates, used, measure)
+    return QuickAnswer(tuple(q for q in chosen if not any(_inside(q, other) for other in chosen)))
+
+
+def _with_list(
+    quote: Quote, source: str, candidates: list[Quote], used: float, measure: Measure
+) -> tuple[Quote, float]:
+    """``quote`` with the list items that follow it in its source, as many as the length budget
+    takes (``used`` of it is spent), and the budget spent then.
+    """
+    items: list[Quote] = []
+    end = quote.end
+    for item in (c for c in candidates if c.source == quote.source and c.start >= quote.end):
+        if not _LIST_GAP.fullmatch(source, end, item.start) or used + measure(item.text) > 1.0:
+            break
+        items.append(item)
+        used += measure(item.text)
+        end = item.end
+    if not items:
+        return quote, used
+    between = "；" if han_count(quote.text) else "; "
+    text = quote.text + between.join(item.text for item in items)
+    return dataclasses.replace(quote, text=text, end=end), used
+
+
+def _inside(quote: Quote, other: Quote) -> bool:
+    """Whether ``quote`` lies inside ``other``'s span of the same source (a list item quoted with its list)."""
+    return quote is not other and quote.source == other.source and other.start <= quote.start and quote.end <= other.end
 
 
 def cost(text: str, chinese: bool) -> float:

@@ -11,10 +11,14 @@ SEED_TEMPLATE_ZH = """使用以下上下文来回答最后的问题。如果你�
 问题: {question}
 有用的回答:"""
 
+# Chosen on CMRC 2018 trial (bench.answers --cmrc-split trial --qwen-questions 90, the offline
+# Qwen): the reference span in 44 of 90 answers against 37 with the earlier prompt, which had
+# the model say "not found" for 8 answerable questions (now none); the price is fewer declines
+# when the gold passage is withheld, 71 of 90 against 77.
 QA_SYSTEM_PROMPT_ZH = (
     "你是一个严谨的知识库问答助手。只根据“资料”中的内容回答问题，不要使用资料以外的知识。"
-    "如果资料中没有答案，就直接回答“资料中没有找到相关内容”，不要编造。"
-    "回答要简明扼要，并在所依据的句子后用 [编号] 标注资料来源，例如 [1]。"
+    "先用一句话直接给出答案，尽量照抄资料原文中回答问题的词句，并在句末用 [编号] 标注资料来源，例如 [1]。"
+    "只有当所有资料都与问题无关时，才回答“资料中没有找到相关内容”，不要编造。"
 )
 QA_SYSTEM_PROMPT_EN = (
     "You are a careful assistant that answers questions from a knowledge base. Answer only from "

@@ -3,10 +3,12 @@ another contains.
 
 Quick answers quote sentences of the sources and the Chat page highlights them there, so every
 sentence keeps its span in the original text. Markdown structure decides first: a fenced code
-block is one unit, and list items, headings, table rows and blank lines end a sentence. Inside a
-paragraph, sentences end at Chinese 。！？； (no space needed) and at English . ! ? ; followed by
-a space and not by a lowercase word (so "e.g. the" and "3.5" stay whole). Single line breaks
-inside a paragraph do not end a sentence, since Markdown prose is often wrapped.
+block is one unit (a text that starts with the bare closing fence of a block begun before it, as
+an overlapping chunk can, is prose after that fence), and list items, headings, table rows and
+blank lines end a sentence. Inside a paragraph, sentences end at Chinese 。！？； (no space
+needed) and at English . ! ? ; followed by a space and not by a lowercase word (so "e.g. the"
+and "3.5" stay whole). Single line breaks inside a paragraph do not end a sentence, since
+Markdown prose is often wrapped.
 """
 
 from __future__ import annotations
@@ -148,9 +150,13 @@ def _blocks(text: str) -> list[tuple[int, int, bool]]:
     """
     blocks: list[tuple[int, int, bool]] = []
     offset, start, fence = 0, None, None
-    for line in text.splitlines(keepends=True):
+    lines = text.splitlines(keepends=True)
+    closing = _closes_earlier_block(lines)
+    for number, line in enumerate(lines):
         stripped = line.strip()
-        if fence is not None:
+        if number == closing:
+            pass  # the end of a code block that began before this text: what follows is not code
+        elif fence is not None:
             if _FENCE.match(line):
                 if offset > fence:
                     blocks.append((fence, offset, True))
@@ -171,6 +177,23 @@ def _blocks(text: str) -> list[tuple[int, int, bool]]:
     elif start is not None:
         blocks.append((start, offset, False))
     return [(s, e - (len(text[s:e]) - len(text[s:e].rstrip())), code) for s, e, code in blocks if text[s:e].strip()]
+
+
+def _closes_earlier_block(lines: list[str]) -> int | None:
+    r"""The index of ``lines``' first line when it is a bare fence that closes a code block begun
+    before the text (a chunk cut inside a code block): its fences do not pair up, and an
+    opening fence usually names its language while a closing one never does.
+
+    >>> _closes_earlier_block(["```\n", "\n", "Prose after the code.\n"])
+    0
+    >>> _closes_earlier_block(["```python\n", "x = 1\n"]) is None
+    True
+    """
+    fences = [n for n, line in enumerate(lines) if _FENCE.match(line)]
+    first = next((n for n, line in enumerate(lines) if line.strip()), None)
+    if len(fences) % 2 and fences[0] == first and lines[first].strip() in ("```", "~~~"):
+        return first
+    return None
 
 
 def _prose(text: str, start: int, end: int) -> list[Sentence]:

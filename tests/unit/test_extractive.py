@@ -83,6 +83,36 @@ def test_quick_answer_finds_english_list_items_and_code():
     assert "```\nlmdeploy serve api_server ./model --server-port 23333\n```\n[1]" in markdown
 
 
+COMPRESSOR = """# llm-compressor 支持
+
+目前支持的 `llm-compressor` 量化模型包括：
+
+- int4 量化（例如 AWQ、GPTQ）
+- int8 量化（例如 SmoothQuant）
+
+上述量化模型通过 TurboMind 引擎运行。
+"""
+
+
+def test_a_sentence_that_introduces_a_list_is_quoted_with_its_items_and_highlighted_with_them():
+    answer = quick_answer("lmdeploy 支持哪些量化模型？", [Document(COMPRESSOR)])
+    listed = [q for q in answer.quotes if q.text.startswith("目前支持的")]
+    assert [q.text for q in listed] == [
+        "目前支持的 `llm-compressor` 量化模型包括：int4 量化（例如 AWQ、GPTQ）；int8 量化（例如 SmoothQuant）"
+    ]
+    # The items are not quoted a second time, and the highlight runs from the sentence to the last item.
+    assert not [q for q in answer.quotes if q.text.startswith("int")]
+    marked = "".join(text for text, quoted in highlights(COMPRESSOR, answer.quotes, 1) if quoted)
+    assert "包括：\n\n- int4 量化（例如 AWQ、GPTQ）\n- int8 量化（例如 SmoothQuant）" in marked
+
+
+def test_a_list_is_quoted_only_as_far_as_the_length_budget_allows():
+    items = "\n".join(f"- 第{i}种量化方式的名称相当长需要很多字来描述它" for i in range(30))
+    answer = quick_answer("支持哪些量化方式？", [Document(f"支持的量化方式包括：\n\n{items}\n")])
+    assert sum(len(q.text) for q in answer.quotes) <= 250
+    assert answer.quotes[0].text.startswith("支持的量化方式包括：第0种")
+
+
 def test_quick_answer_stays_within_three_sentences_and_the_length_budget():
     long_sentence = "光荣公司开发的游戏" * 60 + "。"  # 541 characters, all on topic
     docs = [Document(long_sentence + GAME * 3)]
@@ -153,3 +183,16 @@ def test_identifiers_are_marked_whole_and_never_from_their_middle():
 def test_chinese_words_are_marked_inside_chinese_text():
     pieces = snippet("我们用api_client调用部署好的服务", ["api", "部署"])
     assert "部署" in "".join(_marked(pieces)) and "api_client" in "".join(_marked(pieces))
+
+
+def test_a_chunk_that_starts_with_the_end_of_a_code_block_is_read_as_prose_after_it():
+    # Overlapping chunks are cut anywhere, also just before a code block's closing fence.
+    chunk = (
+        "```\n\nLMDeploy 4bit 量化和推理支持的显卡包括：\n\n- 图灵架构（sm75）：20系列、T4\n- 安培架构（sm80）：A100\n"
+    )
+    answer = quick_answer("LMDeploy 4bit 量化支持哪些显卡？", [Document(chunk)])
+    assert [(q.text, q.code) for q in answer.quotes] == [
+        ("LMDeploy 4bit 量化和推理支持的显卡包括：图灵架构（sm75）：20系列、T4；安培架构（sm80）：A100", False)
+    ]
+    opening = "```shell\nlmdeploy lite auto_awq ./model\n"  # cut before its end: still code
+    assert [s.code for s in split_sentences(opening)] == [True]

@@ -6,6 +6,7 @@ from langchain_core.messages import AIMessage
 from core.errors import InvalidTemplate
 from core.rag.answer import AnswerSettings, Turn, cited_numbers, complete, link_citations, prepare_answer
 from core.rag.context import format_context
+from core.rag.prompts import declines, qa_system_prompt
 from core.rag.retrieval import Searcher, SearchSettings, _rank_fuse
 from tests.fakes import HASH_ROW, hash_knowledge_base
 
@@ -200,3 +201,12 @@ def test_context_numbers_sources_in_rank_order():
         Document("B", metadata={"path": "b.md"}),
     ]
     assert format_context(docs) == "[1] a.md:1-4\nA\n\n[2] b.md\nB"
+
+
+def test_the_chinese_prompt_asks_for_the_answer_first_in_the_sources_words_and_declines_only_when_nothing_fits():
+    # Chosen on CMRC 2018 trial (README, Performance): the previous wording had the offline
+    # Qwen say "not found" for 8 of 90 answerable questions.
+    prompt = qa_system_prompt("zh")
+    assert "先用一句话直接给出答案" in prompt and "照抄资料原文" in prompt
+    assert "只有当所有资料都与问题无关时" in prompt
+    assert declines("资料中没有找到相关内容。")  # the phrase the prompt asks for is recognised
