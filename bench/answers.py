@@ -13,7 +13,8 @@ floor was tuned on). A fixed sample of questions per set (seed 0) is asked. Figu
 - ``offtopic_refusal``: share of one set's questions, asked of the other set's knowledge base,
   that get "nothing fits"; ``answerable_kept``: share of answerable questions not refused.
 - ``followup_recall``: recall@4 of 100 CMRC follow-ups (topic replaced by a pronoun) without
-  rewriting, with a scripted rewriter (the original question), and with the bundled model.
+  rewriting, with a scripted rewriter (the original question), and with the bundled model and
+  the offline Qwen (when installed) asked to rewrite 20 of them.
 - generated answers (bundled SmolLM2; the offline Qwen2.5-Coder-1.5B when it is installed):
   containment, citation precision after attribution, ``unanswerable_declined`` on questions
   whose gold passage is withheld from the search, and seconds per answer.
@@ -27,7 +28,7 @@ tuned on CMRC 2018 trial (``--cmrc-split trial --zh-system-prompt FILE --sets cm
 on dev.
 
 Run: python -m bench.answers [--quick] [--qwen-data DIR] [--qwen-questions N] [--scale-only]
-     [--generated-only] [--no-declines] [--models ...] [--sets ...] [--cmrc-split trial]
+     [--generated-only] [--followups-only] [--no-declines] [--models ...] [--sets ...] [--cmrc-split trial]
      [--zh-system-prompt FILE]
 """
 
@@ -159,8 +160,10 @@ def refusals(services: Services, kb, questions: list, lang: str) -> float:
     return round(refused / len(questions), 3)
 
 
-def followups(services: Services, kb, pairs: list, llm) -> dict:
-    """recall@4 of follow-ups without rewriting, with a scripted rewriter, with the bundled model."""
+def followups(services: Services, kb, pairs: list, models: dict) -> dict:
+    """recall@4 of follow-ups without rewriting, with a scripted rewriter, and with each of
+    ``models`` (name: chat model) asked to rewrite a fifth of the pairs.
+    """
     searcher = services.searcher()
     search = SearchSettings(k=4, threshold=0.0)  # recall of the search itself, not the floor
 
@@ -174,8 +177,8 @@ def followups(services: Services, kb, pairs: list, llm) -> dict:
         "without": round(plain / len(pairs), 3),
         "scripted": round(scripted / len(pairs), 3),
     }
-    if llm is not None:
-        sample = pairs[: max(1, len(pairs) // 5)]
+    sample = pairs[: max(1, len(pairs) // 5)]
+    for name, llm in models.items():
         hits, used, seconds = 0, 0, []
         for pair in sample:
             history = [HumanMessage(pair.first_question), AIMessage(pair.first_answer)]
@@ -184,7 +187,7 @@ def followups(services: Services, kb, pairs: list, llm) -> dict:
             seconds.append(time.perf_counter() - started)
             used += rewrite.rewritten
             hits += found(rewrite.question, pair.passage_id)
-        figures["bundled_model"] = {
+        figures[name] = {
             "pairs": len(sample),
             "recall": round(hits / len(sample), 3),
             "without_on_same_pairs": round(sum(found(p.followup, p.passage_id) for p in sample) / len(sample), 3),
@@ -293,6 +296,7 @@ def main() -> None:
     args.add_argument("--qwen-questions", type=int, default=30, help="questions per set for the offline Qwen")
     args.add_argument("--scale-only", action="store_true", help="only the time per quick answer at scale")
     args.add_argument("--generated-only", action="store_true", help="only the answers written by chat models")
+    args.add_argument("--followups-only", action="store_true", help="only the follow-up rewriting figures")
     args.add_argument(
         "--no-declines", action="store_true", help="skip the gold-removed questions (unanswerable_declined)"
     )
@@ -339,7 +343,7 @@ def main() -> None:
         rng = random.Random(0)
         cmrc_q = rng.sample(cmrc_qa.questions, min(sample, len(cmrc_qa.questions)))
         pubmed_q = rng.sample(pubmed_qa.questions, min(sample, len(pubmed_qa.questions)))
-        if not options.generated_only:
+        if not options.generated_only and not options.followups_only:
             quick = {
                 "cmrc2018": quick_figures(services, cmrc, cmrc_q, "zh", spans=True),
                 "pubmedqa": quick_figures(services, pubmed, pubmed_q, "en", spans=False),
@@ -371,8 +375,14 @@ def main() -> None:
             result["qwen"] = f"not installed in {options.qwen_data}: generated figures are SmolLM2's only"
         if not options.generated_only:
             pairs = followup_pairs(10 if options.quick else 100)
-            result["followup_recall"] = followups(services, cmrc, pairs, models.get("smollm2"))
+            rewriters = {"bundled_model": models["smollm2"]}
+            if "qwen2.5-coder-1.5b" in models:
+                rewriters["offline_qwen"] = models["qwen2.5-coder-1.5b"]
+            result["followup_recall"] = followups(services, cmrc, pairs, rewriters)
             partial(result)
+            if options.followups_only:
+                print("RESULT " + json.dumps(result, ensure_ascii=False, sort_keys=True))
+                return
         result["generated"] = {}
         for model_name, llm in ((name, llm) for name, llm in models.items() if name in options.models):
             count = options.qwen_questions if model_name.startswith("qwen") and not options.quick else generated_n
