@@ -381,7 +381,11 @@ def main() -> None:
             result["followup_recall"] = followups(services, cmrc, pairs, rewriters)
             partial(result)
             if options.followups_only:
-                print("RESULT " + json.dumps(result, ensure_ascii=False, sort_keys=True))
+                recall = result["followup_recall"]
+                table = [["without rewriting", recall["pairs"], recall["without"]]]
+                table.append(["scripted rewriter", recall["pairs"], recall["scripted"]])
+                table += [[name, recall[name]["pairs"], recall[name]["recall"]] for name in rewriters]
+                report("Follow-ups: recall@4 by rewriter", ["rewriter", "pairs", "recall@4"], table, result)
                 return
         result["generated"] = {}
         for model_name, llm in ((name, llm) for name, llm in models.items() if name in options.models):
