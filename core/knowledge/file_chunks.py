@@ -1,10 +1,8 @@
 """One file's chunks: read it, split it, and make the records of its chunks.
 
 The ingestion job does this in its reading thread, or, when its embedding model runs on a GPU,
-in a pool of reading processes (:class:`ReadingPool`): there one Python thread of reading,
-splitting, token counting and keyword terms is several times slower than the GPU embeds.
-Everything a reading process needs travels in a :class:`ChunkPlan`, so both ways run the same
-function, :func:`file_chunks`.
+in reading processes (:mod:`core.knowledge.reading_pool`). Everything a reading process needs
+travels in a :class:`ChunkPlan`, so both ways run the same function, :func:`file_chunks`.
 """
 
 from __future__ import annotations
@@ -12,23 +10,14 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import hashlib
-import multiprocessing
-import os
-import pickle
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
-from core.knowledge.loaders import UnsupportedFile, load, read_in_process
+from core.knowledge.loaders import UnsupportedFile, load
 from core.knowledge.reading import UnreadableText
 from core.knowledge.records import ChunkRecord, FileRecord, KnowledgeBase
 from core.knowledge.scanning import FoundFile, SkippedFile
 from core.knowledge.splitting import SPLITTER_VERSION, Piece, SplitterSettings, embedded_text, split_document
 from core.knowledge.terms import chunk_terms
-
-# Below this many files a pool's start (a second or two) costs more than it saves.
-POOL_MIN_FILES = 64
-POOL_MAX_PROCESSES = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,74 +143,3 @@ def file_chunks(
     return FileChunks(
         record, [c for c, _ in chunks.values()], [embedded_text(p) for _, p in chunks.values()], document.kind
     )
-
-
-class ReadingPool:
-    """Reading processes for the files :func:`read_in_process` reads (text, Markdown, code,
-    HTML...); PDFs, images and Office files already go to a reader worker of their own, with
-    OCR progress, so they stay in the job's reading thread.
-
-    :meth:`map` yields each file's result in the order given; :meth:`close` ends the processes
-    at once (a cancel does not wait for files being read).
-    """
-
-    def __init__(self, plan: ChunkPlan, processes: int) -> None:
-        # forkserver, not fork: the job's process has threads (the embedder's, the app's), and a
-        # fork copies any lock one of them holds.
-        context = multiprocessing.get_context("forkserver")
-        # Only this module, not the default "__main__": a script that ingests without an
-        # ``if __name__ == "__main__"`` guard would otherwise run again in the server.
-        context.set_forkserver_preload([__name__])
-        self._pool = context.Pool(processes, initializer=_start_reader, initargs=(plan,))
-
-    def map(self, files: list[tuple[FoundFile, str | None]]) -> Any:
-        """The result of each (file, known digest), in order, computed ahead in the processes:
-        an iterator whose ``next(timeout)`` gives up after ``timeout`` seconds (one file per
-        task, since with larger tasks ``imap`` returns a plain generator, which cannot wait).
-        """
-        return self._pool.imap(_read_one, files)
-
-    def close(self) -> None:
-        """End the processes now, whatever they are reading."""
-        self._pool.terminate()
-        self._pool.join()
-
-
-def pool_size(plan: ChunkPlan, files: int, on_gpu: bool) -> int:
-    """How many reading processes a job should use: none unless its model runs on a GPU (on a
-    CPU the model is far slower than one reading thread), the files are many, and the token
-    counter can be sent to another process.
-    """
-    if not on_gpu or files < POOL_MIN_FILES or not _picklable(plan):
-        return 0
-    return max(0, min(POOL_MAX_PROCESSES, (os.cpu_count() or 1) - 2))
-
-
-def pooled(path: str) -> bool:
-    """Whether a reading process reads the file at ``path`` (see :class:`ReadingPool`)."""
-    return read_in_process(Path(path))
-
-
-_plan: ChunkPlan | None = None
-
-
-def _start_reader(plan: ChunkPlan) -> None:
-    global _plan  # one plan per reading process, set once when it starts
-    _plan = plan
-    # Each process reads one file at a time: a tokenizer or math library starting a thread per
-    # core in each of them would fight the job's own threads for the cores. Measured on a
-    # 16-core GPU host, 8 processes read the InternLM corpus in 3.4 s this way, 4.5 s without.
-    os.environ.update(TOKENIZERS_PARALLELISM="false", RAYON_NUM_THREADS="1", OMP_NUM_THREADS="1")
-
-
-def _read_one(item: tuple[FoundFile, str | None]) -> FileChunks | Unchanged | SkippedFile:
-    assert _plan is not None
-    return file_chunks(_plan, item[0], item[1])
-
-
-def _picklable(plan: ChunkPlan) -> bool:
-    try:
-        pickle.dumps(plan)
-    except Exception:  # noqa: BLE001 - any failure means "read in the job's thread"
-        return False
-    return True

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import multiprocessing
 import os
 import queue
 import threading
@@ -24,16 +23,8 @@ from pathlib import Path
 from core.errors import JobCancelled
 from core.jobs import JobContext
 from core.knowledge.bases import KnowledgeBases
-from core.knowledge.file_chunks import (
-    ChunkPlan,
-    FileChunks,
-    ReadingPool,
-    Unchanged,
-    file_chunks,
-    is_current,
-    pool_size,
-    pooled,
-)
+from core.knowledge.file_chunks import ChunkPlan, FileChunks, Unchanged, file_chunks, is_current
+from core.knowledge.reading_pool import ReadingPool, pool_size, pooled
 from core.knowledge.records import ChunkRecord, FileRecord, KnowledgeBase, Source
 from core.knowledge.scanning import FoundFile, SkippedFile, scan_folder
 
@@ -213,7 +204,7 @@ class Ingestion:
                     try:
                         result = results.next(timeout=_POLL_SECONDS)
                         break
-                    except multiprocessing.TimeoutError:
+                    except TimeoutError:
                         continue
                 _put(out, self._account(file, result), self._stop)
         except BaseException as exc:  # noqa: BLE001 - handed to the embedding thread, which raises it

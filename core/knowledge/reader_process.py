@@ -80,12 +80,11 @@ class _Worker:
     def __init__(self, memory_mb: int, ocr: bool = False) -> None:
         self.memory_mb = memory_mb
         self.ocr = ocr
-        path = os.pathsep.join([str(_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
         self._process = subprocess.Popen(
             [sys.executable, "-c", _WORKER_CODE, str(memory_mb), str(os.getpid()), "ocr" if ocr else "plain"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": path},
+            env=worker_environment(),
             creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),
         )
         self._replies: queue.Queue[dict | None] = queue.Queue()
@@ -113,7 +112,7 @@ class _Worker:
         options: dict | None = None,
     ) -> dict:
         try:
-            _send(self._process.stdin, suffix.encode(), json.dumps(options or {}).encode(), data)
+            send_frames(self._process.stdin, suffix.encode(), json.dumps(options or {}).encode(), data)
         except OSError:
             reply = None  # it died before
         else:
@@ -172,21 +171,37 @@ class _Worker:
 
     def _receive(self) -> None:
         try:
-            while (frame := _receive_frame(self._process.stdout)) is not None:
+            while (frame := receive_frame(self._process.stdout)) is not None:
                 self._replies.put(json.loads(frame))
         except (OSError, ValueError):
             pass
         self._replies.put(None)  # end of the pipe: the process ended
 
 
-def _send(pipe: BinaryIO, *frames: bytes) -> None:
+def worker_environment() -> dict[str, str]:
+    """The environment of a worker started with ``python -c``: this one, with ``core`` importable."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+
+
+def send_frames(pipe: BinaryIO, *frames: bytes) -> None:
+    """Write ``frames`` to ``pipe``, each after its length, and flush."""
     for frame in frames:
         pipe.write(_HEADER.pack(len(frame)))
         pipe.write(frame)
     pipe.flush()
 
 
-def _receive_frame(pipe: BinaryIO) -> bytes | None:
+def private_stdout() -> BinaryIO:
+    """A worker's pipe for its answers: stdout's, taken for them alone. Libraries that print
+    would corrupt the frames, so what they print goes to stderr from now on.
+    """
+    answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno() if sys.stderr else os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return answers
+
+
+def receive_frame(pipe: BinaryIO) -> bytes | None:
+    """The next frame from ``pipe``; None at its end (the other side closed it, or ended)."""
     header = pipe.read(_HEADER.size)
     if len(header) < _HEADER.size:
         return None
@@ -199,9 +214,7 @@ def _serve(memory_mb: int, app_pid: int, ocr: bool = False) -> None:
     """The worker's loop (see :class:`_Worker`); runs until its stdin closes or the app ends."""
     if sys.platform != "win32":
         threading.Thread(target=_exit_with, args=(app_pid,), name="document-reader-watch", daemon=True).start()
-    # Libraries that print would corrupt the frames: the answers get stdout's pipe to themselves.
-    replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    os.dup2(sys.stderr.fileno() if sys.stderr else os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    replies = private_stdout()
     requests = sys.stdin.buffer
     # What went wrong comes back as the reason; pdfminer's notes on repairs and bs4's warnings
     # would only fill the app's console.
@@ -221,9 +234,9 @@ def _serve(memory_mb: int, app_pid: int, ocr: bool = False) -> None:
     _limit_memory(memory_mb)
     _answer(replies, {"status": "ready"})
     while True:
-        suffix = _receive_frame(requests)
-        options = _receive_frame(requests)
-        data = _receive_frame(requests)
+        suffix = receive_frame(requests)
+        options = receive_frame(requests)
+        data = receive_frame(requests)
         if suffix is None or options is None or data is None:
             return  # the app closed the pipe, or ended
 
@@ -279,7 +292,7 @@ def _close_workers() -> None:
 
 
 def _answer(pipe: BinaryIO, reply: dict) -> None:
-    _send(pipe, json.dumps(reply, ensure_ascii=False).encode())
+    send_frames(pipe, json.dumps(reply, ensure_ascii=False).encode())
 
 
 def _limit_memory(megabytes: int) -> None:

@@ -1,14 +1,19 @@
 """The ingestion job's three stages overlap (read, embed, write), and its progress moves per file."""
 
-import multiprocessing
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
+import psutil
 import pytest
 
 from core.errors import JobCancelled
-from core.knowledge import file_chunks, ingest
+from core.knowledge import file_chunks, ingest, reading_pool
 from core.knowledge.ingest import Ingestion
+from core.knowledge.scanning import SkippedFile, scan_folder
 from core.knowledge.sources import FolderInput, prepare
 from core.knowledge.splitting import SplitterSettings
 
@@ -143,14 +148,14 @@ def test_on_a_gpu_files_are_read_in_processes_and_cut_exactly_as_in_the_thread(
         return real_pool(*args)
 
     monkeypatch.setattr(ingest, "ReadingPool", counted)
-    monkeypatch.setattr(file_chunks.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(reading_pool.os, "cpu_count", lambda: 4)
     fake_embeddings.device = "cuda:0"
     report = _run(bases, by_processes, folder, batch=8)
 
     assert pools == [2]  # the machine's cores less two, for the embedding and the app
     assert report.files_ingested == 71 and not report.skipped
     assert _chunks(bases, by_processes) == _chunks(bases, by_thread)
-    assert not multiprocessing.active_children()  # the reading processes ended with the job
+    assert not _reading_processes()  # the reading processes ended with the job
 
 
 def test_a_slow_file_read_in_the_job_does_not_hold_back_the_reading_processes(
@@ -162,7 +167,7 @@ def test_a_slow_file_read_in_the_job_does_not_hold_back_the_reading_processes(
     (folder / "a-slow-document.txt").write_text("A document the job's own thread reads.\n")
     fake_embeddings.device = "cuda:0"
     fake_embeddings.token_counter = len
-    monkeypatch.setattr(file_chunks.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(reading_pool.os, "cpu_count", lambda: 4)
     monkeypatch.setattr(ingest, "pooled", lambda path: path != "a-slow-document.txt")
     handed_on, pooled_all_handed_on, waited = [], threading.Event(), []
     real_account, real_read = Ingestion._account, Ingestion._read
@@ -184,7 +189,7 @@ def test_a_slow_file_read_in_the_job_does_not_hold_back_the_reading_processes(
 
     assert waited == [True]  # the slow document did not stop the others
     assert report.files_ingested == 71 and not report.skipped
-    assert not multiprocessing.active_children()
+    assert not _reading_processes()
 
 
 def test_a_cancel_ends_the_reading_processes_at_once(bases, kb, tmp_path, fake_embeddings):
@@ -199,19 +204,19 @@ def test_a_cancel_ends_the_reading_processes_at_once(bases, kb, tmp_path, fake_e
 
     with pytest.raises(JobCancelled):
         _run(bases, kb, folder, batch=8, ctx=CancelSoon())
-    assert not multiprocessing.active_children()
+    assert not _reading_processes()
 
 
 def test_reading_processes_only_on_a_gpu_for_many_text_files(kb, monkeypatch):
     plan = file_chunks.ChunkPlan(kb, "source", SplitterSettings(), len, 512)
-    monkeypatch.setattr(file_chunks.os, "cpu_count", lambda: 64)
-    assert file_chunks.pool_size(plan, 1000, on_gpu=True) == file_chunks.POOL_MAX_PROCESSES == 8
-    assert file_chunks.pool_size(plan, 1000, on_gpu=False) == 0  # on a CPU the model is the slow part
-    assert file_chunks.pool_size(plan, 10, on_gpu=True) == 0  # too few files to pay for starting them
+    monkeypatch.setattr(reading_pool.os, "cpu_count", lambda: 64)
+    assert reading_pool.pool_size(plan, 1000, on_gpu=True) == reading_pool.POOL_MAX_PROCESSES == 8
+    assert reading_pool.pool_size(plan, 1000, on_gpu=False) == 0  # on a CPU the model is the slow part
+    assert reading_pool.pool_size(plan, 10, on_gpu=True) == 0  # too few files to pay for starting them
     unpicklable = file_chunks.ChunkPlan(kb, "source", SplitterSettings(), lambda text: len(text), 512)
-    assert file_chunks.pool_size(unpicklable, 1000, on_gpu=True) == 0
+    assert reading_pool.pool_size(unpicklable, 1000, on_gpu=True) == 0
     # Files with a reader worker of their own (and its OCR progress) stay in the job's thread.
-    assert [file_chunks.pooled(p) for p in ("a.md", "b.py", "README", "c.pdf", "d.docx", "e.png")] == [
+    assert [reading_pool.pooled(p) for p in ("a.md", "b.py", "README", "c.pdf", "d.docx", "e.png")] == [
         True,
         True,
         True,
@@ -221,14 +226,76 @@ def test_reading_processes_only_on_a_gpu_for_many_text_files(kb, monkeypatch):
     ]
 
 
-def test_each_reading_process_keeps_its_tokenizer_and_math_to_one_thread(monkeypatch):
+def test_each_reading_process_keeps_its_tokenizer_and_math_to_one_thread():
     # Eight processes each starting a thread per core would fight the job's own threads.
-    for name in ("TOKENIZERS_PARALLELISM", "RAYON_NUM_THREADS", "OMP_NUM_THREADS"):
-        monkeypatch.setenv(name, "unset by the test")
-    monkeypatch.setattr(file_chunks, "_plan", None)  # put back after the test
-    file_chunks._start_reader(None)
-    assert (file_chunks.os.environ["TOKENIZERS_PARALLELISM"], file_chunks.os.environ["RAYON_NUM_THREADS"]) == (
-        "false",
-        "1",
+    env = reading_pool.reader_environment()
+    assert (env["TOKENIZERS_PARALLELISM"], env["RAYON_NUM_THREADS"], env["OMP_NUM_THREADS"]) == ("false", "1", "1")
+
+
+def test_reading_processes_do_not_run_the_callers_main_script_again(tmp_path):
+    # multiprocessing's workers import the main module again: under ``streamlit run`` or a
+    # script importing torch that was seconds per process before the first file; a script
+    # without a main guard would even ingest again in each of them.
+    folder = _folder(tmp_path / "src", files=6)
+    started = tmp_path / "started.txt"
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            from pathlib import Path
+            from core.knowledge import reading_pool
+            from core.knowledge.file_chunks import ChunkPlan
+            from core.knowledge.records import KnowledgeBase
+            from core.knowledge.scanning import scan_folder
+            from core.knowledge.splitting import SplitterSettings
+
+            with open({str(started)!r}, "a") as out:
+                out.write("started\\n")
+            kb = KnowledgeBase("kb", "docs", "multilingual-e5-small-q4", {{}}, 0, 0)
+            files, _ = scan_folder(Path({str(folder)!r}), 1_000_000)
+            pool = reading_pool.ReadingPool(ChunkPlan(kb, "source", SplitterSettings(120, 0), len, 40), 2)
+            results = pool.map([(f, "") for f in files])
+            print(sum(len(results.next(timeout=60).chunks) for _ in files))
+            pool.close()
+            """
+        )
     )
-    assert file_chunks.os.environ["OMP_NUM_THREADS"] == "1"
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=reading_pool.reader_environment(),
+    )
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) >= 6
+    assert started.read_text() == "started\n"  # once: in the script's own process only
+
+
+def test_a_reading_process_that_dies_on_a_file_skips_that_file_only(kb, tmp_path, monkeypatch):
+    folder = _folder(tmp_path / "src", files=4)
+    (folder / "doc01.md").write_text("# Dies\n\nThis file's reading process is killed.\n")
+    files, _ = scan_folder(folder, 1_000_000)
+    pool = reading_pool.ReadingPool(file_chunks.ChunkPlan(kb, "source", SplitterSettings(120, 0), _die_on_dies, 40), 1)
+    results = pool.map([(f, "") for f in files])
+    try:
+        got = [results.next(timeout=60) for _ in files]
+    finally:
+        pool.close()
+    skipped = [r for r in got if isinstance(r, SkippedFile)]
+    assert [(s.path, s.reason) for s in skipped] == [("doc01.md", "unreadable")]
+    assert "reading process stopped" in skipped[0].detail
+    assert [len(r.chunks) > 0 for r in got if not isinstance(r, SkippedFile)] == [True] * 3  # a new process read on
+    assert not _reading_processes()
+
+
+def _die_on_dies(text):
+    if text.startswith("# Dies"):
+        os._exit(9)  # as the system kills a process
+    return len(text)
+
+
+def _reading_processes():
+    return [
+        p for p in psutil.Process().children(recursive=True) if "reading_pool import _serve" in " ".join(p.cmdline())
+    ]

@@ -1,0 +1,232 @@
+"""Processes that read and cut text files for the ingestion job when its model runs on a GPU.
+
+There one Python thread of reading, splitting, token counting and keyword terms is several
+times slower than the GPU embeds, so :class:`ReadingPool` runs :func:`file_chunks` in several
+processes. Each is a plain ``python -c`` (as the document reader's are), not a
+:mod:`multiprocessing` worker: those import the caller's main module again before their first
+task, and under ``streamlit run`` or a script that imports torch and Chroma that took 6.6-7.5 s
+of a 17-20 s job on a 16-core GPU host (8 processes importing at once), against about 0.4 s for
+what reading needs. It also keeps a script without an ``if __name__ == "__main__"`` guard from
+running again in each process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from core.knowledge.file_chunks import ChunkPlan, FileChunks, Unchanged, file_chunks
+from core.knowledge.loaders import read_in_process
+from core.knowledge.reader_process import private_stdout, receive_frame, send_frames, worker_environment
+from core.knowledge.scanning import FoundFile, SkippedFile
+
+# Below this many files the processes' start (under a second) costs more than it saves.
+POOL_MIN_FILES = 64
+POOL_MAX_PROCESSES = 8
+# Files read ahead of the job: enough to keep the GPU busy, bounded so memory is on any corpus.
+_AHEAD_FILES = 256
+_CODE = "from core.knowledge.reading_pool import _serve; _serve()"
+
+Result = FileChunks | Unchanged | SkippedFile
+
+
+class ReadingPool:
+    """Reading processes for the files :func:`pooled` names (text, Markdown, code, HTML...).
+
+    :meth:`map` starts reading a list of files; :meth:`next` gives each file's result in that
+    order, and can give up waiting; :meth:`close` ends the processes at once (a cancel does not
+    wait for files being read). A process that dies on a file is replaced, and that file is
+    skipped, saying so.
+    """
+
+    def __init__(self, plan: ChunkPlan, processes: int) -> None:
+        self._plan = pickle.dumps(plan, pickle.HIGHEST_PROTOCOL)
+        self._changed = threading.Condition()
+        self._results: dict[int, Result | BaseException] = {}
+        self._files: list[tuple[FoundFile, str | None]] = []
+        self._taken = self._given = 0
+        self._closed = False
+        self._processes: list[subprocess.Popen] = []
+        self._threads = [threading.Thread(target=self._feed, name="reading-pool") for _ in range(processes)]
+
+    def map(self, files: list[tuple[FoundFile, str | None]]) -> ReadingPool:
+        """Start reading each (file, known digest) of ``files``; results come from :meth:`next`."""
+        self._files = list(files)
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __iter__(self) -> Iterator[Result]:
+        """Every file's result, in order, waiting as long as each takes."""
+        for _ in range(len(self._files)):
+            yield self.next(None)
+
+    def next(self, timeout: float | None) -> Result:
+        """The next file's result, in the order given to :meth:`map`; raises ``TimeoutError``
+        after ``timeout`` seconds (None: no limit) without it, and what reading it raised.
+        """
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._given in self._results, timeout):
+                raise TimeoutError(f"file {self._given} not read in {timeout} s")
+            result = self._results.pop(self._given)
+            self._given += 1
+            self._changed.notify_all()
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def close(self) -> None:
+        """End the processes now, whatever they are reading."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+            processes = list(self._processes)
+        for process in processes:
+            _end(process)
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join()
+
+    def _feed(self) -> None:
+        """One process's loop: take the next file, send it, keep the answer, until done or closed."""
+        process = None
+        try:
+            while (index := self._take()) is not None:
+                if process is None:
+                    try:
+                        process = self._start()
+                    except BaseException as exc:  # noqa: BLE001 - a process that cannot start: the job hears it
+                        self._keep(index, exc)
+                        return
+                file, digest = self._files[index]
+                try:
+                    send_frames(process.stdin, pickle.dumps((file, digest), pickle.HIGHEST_PROTOCOL))
+                    answer = receive_frame(process.stdout)
+                except OSError:
+                    answer = None
+                if answer is None:  # killed by the system, or by close()
+                    _end(process)
+                    process = None
+                    result: Result | BaseException = SkippedFile(
+                        file.path, "unreadable", "the reading process stopped while reading it"
+                    )
+                else:
+                    result = pickle.loads(answer)
+                self._keep(index, result)
+        finally:
+            if process is not None:
+                _end(process)
+
+    def _keep(self, index: int, result: Result | BaseException) -> None:
+        with self._changed:
+            self._results[index] = result
+            self._changed.notify_all()
+
+    def _take(self) -> int | None:
+        """The index of the next file to read, once it is within reach of the job; None at the end."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._closed or self._taken - self._given < _AHEAD_FILES)
+            if self._closed or self._taken == len(self._files):
+                return None
+            self._taken += 1
+            return self._taken - 1
+
+    def _start(self) -> subprocess.Popen:
+        with self._changed:
+            if self._closed:
+                raise RuntimeError("the reading pool is closed")
+            process = subprocess.Popen(
+                [sys.executable, "-c", _CODE],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=reader_environment(),
+                creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),
+            )
+            self._processes.append(process)
+        send_frames(process.stdin, self._plan)
+        return process
+
+
+def reader_environment() -> dict[str, str]:
+    """A reading process's environment: a document reader's, with tokenizers and math libraries
+    kept to one thread, since several processes each starting a thread per core would fight
+    the job's own threads for the cores.
+    """
+    return {
+        **worker_environment(),
+        "TOKENIZERS_PARALLELISM": "false",
+        "RAYON_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+    }
+
+
+def pool_size(plan: ChunkPlan, files: int, on_gpu: bool) -> int:
+    """How many reading processes a job should use: none unless its model runs on a GPU (on a
+    CPU the model is far slower than one reading thread), the files are many, and the token
+    counter can be sent to another process.
+    """
+    if not on_gpu or files < POOL_MIN_FILES or not _picklable(plan):
+        return 0
+    return max(0, min(POOL_MAX_PROCESSES, (os.cpu_count() or 1) - 2))
+
+
+def pooled(path: str) -> bool:
+    """Whether a reading process reads the file at ``path``: PDFs, images and Office files go to
+    a document reader of their own, with OCR progress, from the job's reading thread.
+    """
+    return read_in_process(Path(path))
+
+
+def _end(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.kill()
+    process.wait()
+    for pipe in (process.stdin, process.stdout):
+        with contextlib.suppress(OSError):
+            pipe.close()
+
+
+def _picklable(plan: ChunkPlan) -> bool:
+    try:
+        pickle.dumps(plan)
+    except Exception:  # noqa: BLE001 - any failure means "read in the job's thread"
+        return False
+    return True
+
+
+def _serve() -> None:
+    """A reading process's loop: the plan, then files, each answered with its pickled result,
+    until the job closes the pipe (or ends: the pipe closes with it).
+    """
+    answers = private_stdout()
+    requests = sys.stdin.buffer
+    plan = pickle.loads(_frame(requests))
+    while (request := receive_frame(requests)) is not None:
+        file, digest = pickle.loads(request)
+        try:
+            result: object = file_chunks(plan, file, digest)
+        except Exception as exc:  # noqa: BLE001 - raised in the job, as when it reads the file itself
+            result = exc if _sendable(exc) else RuntimeError(f"{type(exc).__name__}: {exc}")
+        send_frames(answers, pickle.dumps(result, pickle.HIGHEST_PROTOCOL))
+
+
+def _frame(pipe: BinaryIO) -> bytes:
+    frame = receive_frame(pipe)
+    if frame is None:
+        raise SystemExit(0)  # the job went away before sending anything
+    return frame
+
+
+def _sendable(exc: Exception) -> bool:
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:  # noqa: BLE001 - an exception that cannot travel goes as its text
+        return False
+    return True
