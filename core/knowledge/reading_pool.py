@@ -13,6 +13,7 @@ running again in each process.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import pickle
 import subprocess
@@ -35,6 +36,13 @@ _AHEAD_FILES = 256
 _CODE = "from core.knowledge.reading_pool import _serve; _serve()"
 
 Result = FileChunks | Unchanged | SkippedFile
+
+
+@dataclasses.dataclass(frozen=True)
+class _Stopped:
+    """The process reading the file at ``path`` ended before it answered."""
+
+    path: str
 
 
 class ReadingPool:
@@ -95,34 +103,36 @@ class ReadingPool:
                 thread.join()
 
     def _feed(self) -> None:
-        """One process's loop: take the next file, send it, keep the answer, until done or closed."""
+        """One process's loop: take the next file, send it, keep the answer, until done or closed.
+        Anything unforeseen (a process that cannot start) becomes that file's result, so the job
+        hears it instead of waiting for the file.
+        """
         process = None
         try:
             while (index := self._take()) is not None:
-                if process is None:
-                    try:
-                        process = self._start()
-                    except BaseException as exc:  # noqa: BLE001 - a process that cannot start: the job hears it
-                        self._keep(index, exc)
-                        return
-                file, digest = self._files[index]
                 try:
-                    send_frames(process.stdin, pickle.dumps((file, digest), pickle.HIGHEST_PROTOCOL))
-                    answer = receive_frame(process.stdout)
-                except OSError:
-                    answer = None
-                if answer is None:  # killed by the system, or by close()
+                    process = process or self._start()
+                    result = self._read(process, *self._files[index])
+                except BaseException as exc:  # noqa: BLE001 - raised in the job by next()
+                    self._keep(index, exc)
+                    return
+                if isinstance(result, _Stopped):  # killed by the system, or by close()
                     _end(process)
                     process = None
-                    result: Result | BaseException = SkippedFile(
-                        file.path, "unreadable", "the reading process stopped while reading it"
-                    )
-                else:
-                    result = pickle.loads(answer)
+                    result = SkippedFile(result.path, "unreadable", "the reading process stopped while reading it")
                 self._keep(index, result)
         finally:
             if process is not None:
                 _end(process)
+
+    @staticmethod
+    def _read(process: subprocess.Popen, file: FoundFile, digest: str | None) -> Result | _Stopped:
+        try:
+            send_frames(process.stdin, pickle.dumps((file, digest), pickle.HIGHEST_PROTOCOL))
+            answer = receive_frame(process.stdout)
+        except OSError:
+            answer = None
+        return _Stopped(file.path) if answer is None else pickle.loads(answer)
 
     def _keep(self, index: int, result: Result | BaseException) -> None:
         with self._changed:

@@ -289,6 +289,40 @@ def test_a_reading_process_that_dies_on_a_file_skips_that_file_only(kb, tmp_path
     assert not _reading_processes()
 
 
+def test_a_failure_inside_a_reading_process_reaches_the_job_as_itself(kb, tmp_path):
+    folder = _folder(tmp_path / "src", files=3)
+    (folder / "doc01.md").write_text("# Boom\n\nCounting this file's tokens fails.\n")
+    files, _ = scan_folder(folder, 1_000_000)
+    pool = reading_pool.ReadingPool(file_chunks.ChunkPlan(kb, "source", SplitterSettings(120, 0), _fail_on_boom, 40), 2)
+    results = pool.map([(f, "") for f in files])
+    try:
+        assert len(results.next(timeout=60).chunks) > 0
+        with pytest.raises(ValueError, match="no tokens for this"):
+            results.next(timeout=60)
+    finally:
+        pool.close()
+
+
+def test_the_reading_processes_read_only_so_far_ahead_of_the_job(kb, tmp_path, monkeypatch):
+    # Memory stays bounded on any corpus: files are read ahead of the embedder only so far.
+    monkeypatch.setattr(reading_pool, "_AHEAD_FILES", 3)
+    files, _ = scan_folder(_folder(tmp_path / "src", files=10), 1_000_000)
+    pool = reading_pool.ReadingPool(file_chunks.ChunkPlan(kb, "source", SplitterSettings(120, 0), len, 40), 2)
+    results = pool.map([(f, "") for f in files])
+    try:
+        time.sleep(3)
+        assert pool._taken == 3
+        assert len([results.next(timeout=60) for _ in files]) == 10
+    finally:
+        pool.close()
+
+
+def _fail_on_boom(text):
+    if text.startswith("# Boom"):
+        raise ValueError("no tokens for this")
+    return len(text)
+
+
 def _die_on_dies(text):
     if text.startswith("# Dies"):
         os._exit(9)  # as the system kills a process
