@@ -272,12 +272,10 @@ def test_reading_processes_do_not_run_the_callers_main_script_again(tmp_path):
     assert started.read_text() == "started\n"  # once: in the script's own process only
 
 
-def test_a_reading_process_that_dies_on_a_file_skips_that_file_only(kb, tmp_path, monkeypatch):
+def test_a_reading_process_that_dies_on_a_file_skips_that_file_only(kb, tmp_path):
     folder = _folder(tmp_path / "src", files=4)
     (folder / "doc01.md").write_text("# Dies\n\nThis file's reading process is killed.\n")
-    files, _ = scan_folder(folder, 1_000_000)
-    pool = reading_pool.ReadingPool(file_chunks.ChunkPlan(kb, "source", SplitterSettings(120, 0), _die_on_dies, 40), 1)
-    results = pool.map([(f, "") for f in files])
+    pool, results, files = _reading(kb, folder, _die_on_dies, processes=1)
     try:
         got = [results.next(timeout=60) for _ in files]
     finally:
@@ -292,9 +290,7 @@ def test_a_reading_process_that_dies_on_a_file_skips_that_file_only(kb, tmp_path
 def test_a_failure_inside_a_reading_process_reaches_the_job_as_itself(kb, tmp_path):
     folder = _folder(tmp_path / "src", files=3)
     (folder / "doc01.md").write_text("# Boom\n\nCounting this file's tokens fails.\n")
-    files, _ = scan_folder(folder, 1_000_000)
-    pool = reading_pool.ReadingPool(file_chunks.ChunkPlan(kb, "source", SplitterSettings(120, 0), _fail_on_boom, 40), 2)
-    results = pool.map([(f, "") for f in files])
+    pool, results, _ = _reading(kb, folder, _fail_on_boom, processes=2)
     try:
         assert len(results.next(timeout=60).chunks) > 0
         with pytest.raises(ValueError, match="no tokens for this"):
@@ -306,15 +302,21 @@ def test_a_failure_inside_a_reading_process_reaches_the_job_as_itself(kb, tmp_pa
 def test_the_reading_processes_read_only_so_far_ahead_of_the_job(kb, tmp_path, monkeypatch):
     # Memory stays bounded on any corpus: files are read ahead of the embedder only so far.
     monkeypatch.setattr(reading_pool, "_AHEAD_FILES", 3)
-    files, _ = scan_folder(_folder(tmp_path / "src", files=10), 1_000_000)
-    pool = reading_pool.ReadingPool(file_chunks.ChunkPlan(kb, "source", SplitterSettings(120, 0), len, 40), 2)
-    results = pool.map([(f, "") for f in files])
+    pool, results, files = _reading(kb, _folder(tmp_path / "src", files=10), len, processes=2)
     try:
         time.sleep(3)
         assert pool._taken == 3
         assert len([results.next(timeout=60) for _ in files]) == 10
     finally:
         pool.close()
+
+
+def _reading(kb, folder, count_tokens, processes):
+    """A reading pool started on every file of ``folder``: the pool, its results and the files."""
+    files, _ = scan_folder(folder, 1_000_000)
+    plan = file_chunks.ChunkPlan(kb, "source", SplitterSettings(120, 0), count_tokens, 40)
+    pool = reading_pool.ReadingPool(plan, processes)
+    return pool, pool.map([(f, "") for f in files]), files
 
 
 def _fail_on_boom(text):
