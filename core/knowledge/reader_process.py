@@ -179,8 +179,11 @@ class _Worker:
 
 
 def worker_environment() -> dict[str, str]:
-    """The environment of a worker started with ``python -c``: this one, with ``core`` importable."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    """The environment of a worker started with ``python -c``: this one, with ``core`` and
+    whatever this process can import importable.
+    """
+    path = [str(_ROOT), *filter(None, sys.path), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(path))}
 
 
 def send_frames(pipe: BinaryIO, *frames: bytes) -> None:

@@ -19,6 +19,7 @@ import pickle
 import subprocess
 import sys
 import threading
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -62,7 +63,10 @@ class ReadingPool:
         self._taken = self._given = 0
         self._closed = False
         self._processes: list[subprocess.Popen] = []
-        self._threads = [threading.Thread(target=self._feed, name="reading-pool") for _ in range(processes)]
+        # Daemons: a caller that never closes the pool must not keep Python from exiting.
+        self._threads = [
+            threading.Thread(target=self._feed, name="reading-pool", daemon=True) for _ in range(processes)
+        ]
 
     def map(self, files: list[tuple[FoundFile, str | None]]) -> ReadingPool:
         """Start reading each (file, known digest) of ``files``; results come from :meth:`next`."""
@@ -81,8 +85,10 @@ class ReadingPool:
         after ``timeout`` seconds (None: no limit) without it, and what reading it raised.
         """
         with self._changed:
-            if not self._changed.wait_for(lambda: self._given in self._results, timeout):
+            if not self._changed.wait_for(lambda: self._given in self._results or self._closed, timeout):
                 raise TimeoutError(f"file {self._given} not read in {timeout} s")
+            if self._given not in self._results:
+                raise RuntimeError("the reading pool is closed")
             result = self._results.pop(self._given)
             self._given += 1
             self._changed.notify_all()
@@ -113,13 +119,13 @@ class ReadingPool:
                 try:
                     process = process or self._start()
                     result = self._read(process, *self._files[index])
+                    if isinstance(result, _Stopped):  # killed by the system, or by close()
+                        _end(process)
+                        process = None
+                        result = SkippedFile(result.path, "unreadable", "the reading process stopped while reading it")
                 except BaseException as exc:  # noqa: BLE001 - raised in the job by next()
                     self._keep(index, exc)
                     return
-                if isinstance(result, _Stopped):  # killed by the system, or by close()
-                    _end(process)
-                    process = None
-                    result = SkippedFile(result.path, "unreadable", "the reading process stopped while reading it")
                 self._keep(index, result)
         finally:
             if process is not None:
@@ -149,19 +155,38 @@ class ReadingPool:
             return self._taken - 1
 
     def _start(self) -> subprocess.Popen:
+        """A new reading process with the plan loaded; raises :class:`ReadingProcessFailed`."""
+        process = subprocess.Popen(
+            [sys.executable, "-c", _CODE],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=reader_environment(),
+            creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),
+        )
         with self._changed:
-            if self._closed:
-                raise RuntimeError("the reading pool is closed")
-            process = subprocess.Popen(
-                [sys.executable, "-c", _CODE],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                env=reader_environment(),
-                creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),
+            closed = self._closed
+            if not closed:
+                self._processes.append(process)
+        if closed:
+            _end(process)
+            raise ReadingProcessFailed("the reading pool is closed")
+        try:
+            send_frames(process.stdin, self._plan)
+            answer = receive_frame(process.stdout)
+        except OSError:
+            answer = None
+        problem = "it ended" if answer is None else pickle.loads(answer)
+        if problem is not None:
+            _end(process)
+            raise ReadingProcessFailed(
+                f"a reading process could not load the job's settings ({problem}); what was stored "
+                "so far is kept, and running the job again goes on from there"
             )
-            self._processes.append(process)
-        send_frames(process.stdin, self._plan)
         return process
+
+
+class ReadingProcessFailed(RuntimeError):
+    """A reading process did not start, or could not load what the job sent it."""
 
 
 def reader_environment() -> dict[str, str]:
@@ -204,11 +229,15 @@ def _end(process: subprocess.Popen) -> None:
 
 
 def _picklable(plan: ChunkPlan) -> bool:
+    """Whether a reading process can load ``plan``: it pickles, and names nothing of the
+    caller's main script (a token counter defined there), which a fresh process does not have.
+    """
     try:
-        pickle.dumps(plan)
+        data = pickle.dumps(plan)
     except Exception:  # noqa: BLE001 - any failure means "read in the job's thread"
         return False
-    return True
+    # A crude test (a name or text containing it would also match), which only costs speed.
+    return b"__main__" not in data
 
 
 def _serve() -> None:
@@ -217,12 +246,18 @@ def _serve() -> None:
     """
     answers = private_stdout()
     requests = sys.stdin.buffer
-    plan = pickle.loads(_frame(requests))
+    try:
+        plan = pickle.loads(_frame(requests))
+    except Exception as exc:  # noqa: BLE001 - told to the job, which stops with it
+        send_frames(answers, pickle.dumps(f"{type(exc).__name__}: {exc}"))
+        return
+    send_frames(answers, pickle.dumps(None))  # ready
     while (request := receive_frame(requests)) is not None:
         file, digest = pickle.loads(request)
         try:
             result: object = file_chunks(plan, file, digest)
         except Exception as exc:  # noqa: BLE001 - raised in the job, as when it reads the file itself
+            exc.add_note(f"in a reading process, reading {file.path}:\n{traceback.format_exc()}")
             result = exc if _sendable(exc) else RuntimeError(f"{type(exc).__name__}: {exc}")
         send_frames(answers, pickle.dumps(result, pickle.HIGHEST_PROTOCOL))
 

@@ -304,11 +304,49 @@ def test_the_reading_processes_read_only_so_far_ahead_of_the_job(kb, tmp_path, m
     monkeypatch.setattr(reading_pool, "_AHEAD_FILES", 3)
     pool, results, files = _reading(kb, _folder(tmp_path / "src", files=10), len, processes=2)
     try:
-        time.sleep(3)
+        deadline = time.monotonic() + 60
+        while pool._taken < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1)  # time enough to take more, were it allowed
         assert pool._taken == 3
         assert len([results.next(timeout=60) for _ in files]) == 10
     finally:
         pool.close()
+
+
+def test_a_plan_a_reading_process_cannot_load_stops_the_job_saying_so(kb, tmp_path):
+    # Not every file skipped one by one as if each had killed its process.
+    pool, results, _ = _reading(kb, _folder(tmp_path / "src", files=3), _Unloadable(), processes=2)
+    try:
+        with pytest.raises(reading_pool.ReadingProcessFailed, match="could not load the job's settings"):
+            results.next(timeout=60)
+    finally:
+        pool.close()
+    assert not _reading_processes()
+
+
+def test_a_token_counter_from_the_callers_main_script_keeps_reading_in_the_job(kb):
+    # A fresh process cannot import the caller's script: such a plan is read in the job's thread.
+    def count(text):
+        return len(text)
+
+    count.__module__ = "__main__"
+    plan = file_chunks.ChunkPlan(kb, "source", SplitterSettings(), count, 512)
+    assert reading_pool.pool_size(plan, 1000, on_gpu=True) == 0
+
+
+class _Unloadable:
+    """A token counter that pickles here and fails to load anywhere."""
+
+    def __call__(self, text):
+        return len(text)
+
+    def __reduce__(self):
+        return (_refuse, ())
+
+
+def _refuse():
+    raise ValueError("not here")
 
 
 def _reading(kb, folder, count_tokens, processes):
