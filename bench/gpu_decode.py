@@ -241,7 +241,8 @@ def measure(shape: dict, device: str, dtype: str, prompt_len: int, new_tokens: i
         slow = LoadedModel(**{**loaded.__dict__, "engine": Engine(loaded.model, fast=False)})
         plain_rate(loaded, text, 8)  # warm
         pairs = []
-        for run in range(max(runs, PAIRS)):
+        count = max(runs, PAIRS)
+        for run in range(count + count % 2):
             # Each order in turn, so a drift of the machine's speed favours neither.
             if run % 2:
                 fallback, plain = stream_rate(slow, text, new_tokens, 1)[0], plain_rate(loaded, text, new_tokens)

@@ -170,12 +170,10 @@ class Ingestion:
                     todo.append((file, known.sha256 if known and is_current(known) else ""))
             pooled_files = [(f, d) for f, d in todo if d is not None and pooled(f.path)]
             if processes := pool_size(self.plan, len(pooled_files), self.on_gpu):
-                pool = ReadingPool(self.plan, processes)
+                pool = ReadingPool(self.plan, processes, pooled_files)
                 # The pool's results go out from a thread of their own, so that a file read here
                 # (a document reader starting, OCR) never holds them back while the GPU waits.
-                forwarder = threading.Thread(
-                    target=self._forward, args=(pooled_files, pool.map(pooled_files), out), name="ingest-pool"
-                )
+                forwarder = threading.Thread(target=self._forward, args=(pooled_files, pool, out), name="ingest-pool")
                 forwarder.start()
                 in_pool = {f.path for f, _ in pooled_files}
                 todo = [(f, d) for f, d in todo if f.path not in in_pool]
@@ -193,7 +191,7 @@ class Ingestion:
                 pool.close()
             _put(out, _DONE, self._stop)
 
-    def _forward(self, files: list[tuple[FoundFile, str | None]], results, out: queue.Queue) -> None:
+    def _forward(self, files: list[tuple[FoundFile, str | None]], results: ReadingPool, out: queue.Queue) -> None:
         """Hand on the reading pool's result for each of ``files``, in order, until stopped."""
         _lower_priority()
         try:

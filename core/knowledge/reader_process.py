@@ -162,12 +162,7 @@ class _Worker:
                     raise
 
     def close(self) -> None:
-        if self.alive():
-            self._process.kill()
-        self._process.wait()
-        for pipe in (self._process.stdin, self._process.stdout):
-            with contextlib.suppress(OSError):
-                pipe.close()
+        end_process(self._process)
 
     def _receive(self) -> None:
         try:
@@ -184,6 +179,16 @@ def worker_environment() -> dict[str, str]:
     """
     path = [str(_ROOT), *filter(None, sys.path), *filter(None, [os.environ.get("PYTHONPATH")])]
     return {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(path))}
+
+
+def end_process(process: subprocess.Popen) -> None:
+    """Kill a worker now (whatever it is doing), reap it and close its pipes."""
+    if process.poll() is None:
+        process.kill()
+    process.wait()
+    for pipe in (process.stdin, process.stdout):
+        with contextlib.suppress(OSError):
+            pipe.close()
 
 
 def send_frames(pipe: BinaryIO, *frames: bytes) -> None:

@@ -12,21 +12,18 @@ running again in each process.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import os
 import pickle
 import subprocess
 import sys
 import threading
 import traceback
-from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from core.knowledge.file_chunks import ChunkPlan, FileChunks, Unchanged, file_chunks
 from core.knowledge.loaders import read_in_process
-from core.knowledge.reader_process import private_stdout, receive_frame, send_frames, worker_environment
+from core.knowledge.reader_process import end_process, private_stdout, receive_frame, send_frames, worker_environment
 from core.knowledge.scanning import FoundFile, SkippedFile
 
 # Below this many files the processes' start (under a second) costs more than it saves.
@@ -39,27 +36,20 @@ _CODE = "from core.knowledge.reading_pool import _serve; _serve()"
 Result = FileChunks | Unchanged | SkippedFile
 
 
-@dataclasses.dataclass(frozen=True)
-class _Stopped:
-    """The process reading the file at ``path`` ended before it answered."""
-
-    path: str
-
-
 class ReadingPool:
     """Reading processes for the files :func:`pooled` names (text, Markdown, code, HTML...).
 
-    :meth:`map` starts reading a list of files; :meth:`next` gives each file's result in that
-    order, and can give up waiting; :meth:`close` ends the processes at once (a cancel does not
-    wait for files being read). A process that dies on a file is replaced, and that file is
-    skipped, saying so.
+    It starts reading ``files`` (each a file and its known digest) in ``processes`` processes;
+    :meth:`next` gives each file's result in that order, and can give up waiting; :meth:`close`
+    ends the processes at once (a cancel does not wait for files being read). A process that
+    dies on a file is replaced, and that file is skipped, saying so.
     """
 
-    def __init__(self, plan: ChunkPlan, processes: int) -> None:
+    def __init__(self, plan: ChunkPlan, processes: int, files: list[tuple[FoundFile, str | None]]) -> None:
         self._plan = pickle.dumps(plan, pickle.HIGHEST_PROTOCOL)
         self._changed = threading.Condition()
         self._results: dict[int, Result | BaseException] = {}
-        self._files: list[tuple[FoundFile, str | None]] = []
+        self._files = list(files)
         self._taken = self._given = 0
         self._closed = False
         self._processes: list[subprocess.Popen] = []
@@ -67,22 +57,12 @@ class ReadingPool:
         self._threads = [
             threading.Thread(target=self._feed, name="reading-pool", daemon=True) for _ in range(processes)
         ]
-
-    def map(self, files: list[tuple[FoundFile, str | None]]) -> ReadingPool:
-        """Start reading each (file, known digest) of ``files``; results come from :meth:`next`."""
-        self._files = list(files)
         for thread in self._threads:
             thread.start()
-        return self
 
-    def __iter__(self) -> Iterator[Result]:
-        """Every file's result, in order, waiting as long as each takes."""
-        for _ in range(len(self._files)):
-            yield self.next(None)
-
-    def next(self, timeout: float | None) -> Result:
-        """The next file's result, in the order given to :meth:`map`; raises ``TimeoutError``
-        after ``timeout`` seconds (None: no limit) without it, and what reading it raised.
+    def next(self, timeout: float) -> Result:
+        """The next file's result, in the order given; raises ``TimeoutError`` after ``timeout``
+        seconds without it, and what reading it raised.
         """
         with self._changed:
             if not self._changed.wait_for(lambda: self._given in self._results or self._closed, timeout):
@@ -103,7 +83,7 @@ class ReadingPool:
             self._changed.notify_all()
             processes = list(self._processes)
         for process in processes:
-            _end(process)
+            end_process(process)
         for thread in self._threads:
             if thread.is_alive():
                 thread.join()
@@ -119,26 +99,28 @@ class ReadingPool:
                 try:
                     process = process or self._start()
                     result = self._read(process, *self._files[index])
-                    if isinstance(result, _Stopped):  # killed by the system, or by close()
-                        _end(process)
+                    if result is None:  # killed by the system, or by close()
+                        end_process(process)
                         process = None
-                        result = SkippedFile(result.path, "unreadable", "the reading process stopped while reading it")
+                        path = self._files[index][0].path
+                        result = SkippedFile(path, "unreadable", "the reading process stopped while reading it")
                 except BaseException as exc:  # noqa: BLE001 - raised in the job by next()
                     self._keep(index, exc)
                     return
                 self._keep(index, result)
         finally:
             if process is not None:
-                _end(process)
+                end_process(process)
 
     @staticmethod
-    def _read(process: subprocess.Popen, file: FoundFile, digest: str | None) -> Result | _Stopped:
+    def _read(process: subprocess.Popen, file: FoundFile, digest: str | None) -> Result | None:
+        """``process``'s answer for ``file``; None when it ended before answering."""
         try:
             send_frames(process.stdin, pickle.dumps((file, digest), pickle.HIGHEST_PROTOCOL))
             answer = receive_frame(process.stdout)
         except OSError:
             answer = None
-        return _Stopped(file.path) if answer is None else pickle.loads(answer)
+        return None if answer is None else pickle.loads(answer)
 
     def _keep(self, index: int, result: Result | BaseException) -> None:
         with self._changed:
@@ -168,7 +150,7 @@ class ReadingPool:
             if not closed:
                 self._processes.append(process)
         if closed:
-            _end(process)
+            end_process(process)
             raise ReadingProcessFailed("the reading pool is closed")
         try:
             send_frames(process.stdin, self._plan)
@@ -177,7 +159,7 @@ class ReadingPool:
             answer = None
         problem = "it ended" if answer is None else pickle.loads(answer)
         if problem is not None:
-            _end(process)
+            end_process(process)
             raise ReadingProcessFailed(
                 f"a reading process could not load the job's settings ({problem}); what was stored "
                 "so far is kept, and running the job again goes on from there"
@@ -217,15 +199,6 @@ def pooled(path: str) -> bool:
     a document reader of their own, with OCR progress, from the job's reading thread.
     """
     return read_in_process(Path(path))
-
-
-def _end(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.kill()
-    process.wait()
-    for pipe in (process.stdin, process.stdout):
-        with contextlib.suppress(OSError):
-            pipe.close()
 
 
 def _picklable(plan: ChunkPlan) -> bool:

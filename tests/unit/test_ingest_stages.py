@@ -253,9 +253,9 @@ def test_reading_processes_do_not_run_the_callers_main_script_again(tmp_path):
                 out.write("started\\n")
             kb = KnowledgeBase("kb", "docs", "multilingual-e5-small-q4", {{}}, 0, 0)
             files, _ = scan_folder(Path({str(folder)!r}), 1_000_000)
-            pool = reading_pool.ReadingPool(ChunkPlan(kb, "source", SplitterSettings(120, 0), len, 40), 2)
-            results = pool.map([(f, "") for f in files])
-            print(sum(len(results.next(timeout=60).chunks) for _ in files))
+            plan = ChunkPlan(kb, "source", SplitterSettings(120, 0), len, 40)
+            pool = reading_pool.ReadingPool(plan, 2, [(f, "") for f in files])
+            print(sum(len(pool.next(timeout=60).chunks) for _ in files))
             pool.close()
             """
         )
@@ -275,9 +275,9 @@ def test_reading_processes_do_not_run_the_callers_main_script_again(tmp_path):
 def test_a_reading_process_that_dies_on_a_file_skips_that_file_only(kb, tmp_path):
     folder = _folder(tmp_path / "src", files=4)
     (folder / "doc01.md").write_text("# Dies\n\nThis file's reading process is killed.\n")
-    pool, results, files = _reading(kb, folder, _die_on_dies, processes=1)
+    pool, files = _reading(kb, folder, _die_on_dies, processes=1)
     try:
-        got = [results.next(timeout=60) for _ in files]
+        got = [pool.next(timeout=60) for _ in files]
     finally:
         pool.close()
     skipped = [r for r in got if isinstance(r, SkippedFile)]
@@ -290,11 +290,11 @@ def test_a_reading_process_that_dies_on_a_file_skips_that_file_only(kb, tmp_path
 def test_a_failure_inside_a_reading_process_reaches_the_job_as_itself(kb, tmp_path):
     folder = _folder(tmp_path / "src", files=3)
     (folder / "doc01.md").write_text("# Boom\n\nCounting this file's tokens fails.\n")
-    pool, results, _ = _reading(kb, folder, _fail_on_boom, processes=2)
+    pool, _ = _reading(kb, folder, _fail_on_boom, processes=2)
     try:
-        assert len(results.next(timeout=60).chunks) > 0
+        assert len(pool.next(timeout=60).chunks) > 0
         with pytest.raises(ValueError, match="no tokens for this"):
-            results.next(timeout=60)
+            pool.next(timeout=60)
     finally:
         pool.close()
 
@@ -302,24 +302,24 @@ def test_a_failure_inside_a_reading_process_reaches_the_job_as_itself(kb, tmp_pa
 def test_the_reading_processes_read_only_so_far_ahead_of_the_job(kb, tmp_path, monkeypatch):
     # Memory stays bounded on any corpus: files are read ahead of the embedder only so far.
     monkeypatch.setattr(reading_pool, "_AHEAD_FILES", 3)
-    pool, results, files = _reading(kb, _folder(tmp_path / "src", files=10), len, processes=2)
+    pool, files = _reading(kb, _folder(tmp_path / "src", files=10), len, processes=2)
     try:
         deadline = time.monotonic() + 60
         while pool._taken < 3 and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(1)  # time enough to take more, were it allowed
         assert pool._taken == 3
-        assert len([results.next(timeout=60) for _ in files]) == 10
+        assert len([pool.next(timeout=60) for _ in files]) == 10
     finally:
         pool.close()
 
 
 def test_a_plan_a_reading_process_cannot_load_stops_the_job_saying_so(kb, tmp_path):
     # Not every file skipped one by one as if each had killed its process.
-    pool, results, _ = _reading(kb, _folder(tmp_path / "src", files=3), _Unloadable(), processes=2)
+    pool, _ = _reading(kb, _folder(tmp_path / "src", files=3), _Unloadable(), processes=2)
     try:
         with pytest.raises(reading_pool.ReadingProcessFailed, match="could not load the job's settings"):
-            results.next(timeout=60)
+            pool.next(timeout=60)
     finally:
         pool.close()
     assert not _reading_processes()
@@ -350,11 +350,11 @@ def _refuse():
 
 
 def _reading(kb, folder, count_tokens, processes):
-    """A reading pool started on every file of ``folder``: the pool, its results and the files."""
+    """A reading pool started on every file of ``folder``, and the files."""
     files, _ = scan_folder(folder, 1_000_000)
     plan = file_chunks.ChunkPlan(kb, "source", SplitterSettings(120, 0), count_tokens, 40)
-    pool = reading_pool.ReadingPool(plan, processes)
-    return pool, pool.map([(f, "") for f in files]), files
+    pool = reading_pool.ReadingPool(plan, processes, [(f, "") for f in files])
+    return pool, files
 
 
 def _fail_on_boom(text):
