@@ -6,7 +6,8 @@ memory-bandwidth bound, because each token runs its Python loop (logits processo
 criteria, the streamer) between two GPU steps while the GPU waits. Here one CUDA graph does the
 model's step *and* picks the token (repetition penalty, temperature, top-k, top-p, or argmax),
 and the host reads token *n* while the GPU already computes token *n + 1*, as PyTorch's
-reference decoder (gpt-fast) does. It implements exactly the sampling ``generate`` applies for
+reference decoder (gpt-fast) does. Each layer's q/k/v and gate/up projections run as one product
+each (:mod:`core.models.fused_projections`). It implements exactly the sampling ``generate`` applies for
 the parameters the chat model passes; anything else uses ``generate``.
 """
 
@@ -19,6 +20,7 @@ from contextlib import nullcontext
 from typing import Any
 
 from core.models.decode_attention import grouped_attention, use_grouped_decode_attention
+from core.models.fused_projections import fuse_projections
 
 # sdpa's kernels tried at warm-up (flash attention takes no mask, so it is not among them).
 ATTENTION_BACKENDS = ("CUDNN_ATTENTION", "EFFICIENT_ATTENTION", "MATH")
@@ -109,6 +111,7 @@ class StaticDecoder:
             torch._dynamo.mark_static_address(tensor)
         self.host = torch.empty((max_cache_len,), dtype=torch.long, pin_memory=True)
         self.backend = "SDPA_DEFAULT"
+        self.fused_groups = fuse_projections(model)
         self.grouped = use_grouped_decode_attention(model)
         self._step = torch.compile(self._decode_step, mode="reduce-overhead", fullgraph=True, dynamic=False)
 
