@@ -226,7 +226,7 @@ def measure(shape: dict, device: str, dtype: str, prompt_len: int, new_tokens: i
         "fast_path": loaded.engine.fast,
         "fast_path_reason": loaded.engine.reason,
         "attention": loaded.engine.attention,
-        # Projection groups run as one product (q/k/v and gate/up: two per layer).
+        # Projection groups run as one product (q/k/v and gate/up: two per Qwen2 layer).
         "fused_groups": loaded.engine.decoder.fused_groups if loaded.engine.decoder is not None else 0,
         "build_and_warmup_s": round(time.perf_counter() - started, 1),
         "model_bytes": sum(p.numel() * p.element_size() for p in loaded.model.parameters()),

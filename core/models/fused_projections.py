@@ -5,15 +5,19 @@ use the GPU's bandwidth: on an H200 (Qwen2-7B shape, bf16) a k or v projection (
 ~6 µs, as long as the 26 MB q projection. With q/k/v and gate/up each done as one product, the
 compiled decode step went from ~176 to ~196 tok/s. transformers keeps the projections apart and
 its models' code is not ours to change, so the layer keeps its modules: the group's first
-projection computes the whole group and the others hand back their part, when they are called
-on the very tensor the first one saw. Otherwise (another order, another input) each computes its
-own part as before, so the result is always the model's.
+projection computes the whole group and the others hand back their part when they are called
+on the very tensor the first one saw, in the same call of the module that holds them (a hook
+forgets the product when that call ends, however it ends). Otherwise (another order, another
+input) each computes its own part as before. The results are the model's up to rounding (one
+wider product instead of three).
 
 The weights move into one tensor per group; each projection's ``weight``/``bias`` stays a
 parameter under its own name, a view into it, so the model's size and state dict do not change
-and writing into a weight in place writes into the group. Fused once the model is where it runs
-(the fast path fuses on CUDA, after loading): a later ``model.to(...)`` would leave the groups
-behind, and the first projection would then fail on a device or dtype mismatch.
+and writing into a weight in place writes into the group. Limits, none of which the app meets:
+fuse once the model is where it runs (the fast path fuses on CUDA, after loading), since a
+later ``model.to(...)`` or ``load_state_dict(..., assign=True)`` replaces the parameters and
+leaves the groups behind; and run a fused model from one thread at a time (the app generates
+on one thread), since a group holds its last product between its projections' calls.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ def _fuse(module: Any, names: tuple[str, ...], linears: list[Any]) -> None:
         bias=None if linears[0].bias is None else torch.cat([linear.bias.detach() for linear in linears]),
         sizes=[linear.out_features for linear in linears],
     )
+    module.register_forward_hook(group.forget, always_call=True)
     start = 0
     for index, (name, linear) in enumerate(zip(names, linears, strict=True)):
         end = start + linear.out_features
@@ -81,6 +86,10 @@ class _Group:
         self.input: Any = None
         self.outputs: tuple[Any, ...] = ()
 
+    def forget(self, *_: Any) -> None:
+        """Drop the stored product (a forward hook of the module holding the projections)."""
+        self.input, self.outputs = None, ()
+
 
 @functools.cache  # made on first use: importing torch is not work for import time
 def _part_class() -> type:
@@ -92,6 +101,7 @@ def _part_class() -> type:
 
         def __init__(self, group: _Group, index: int, in_features: int, out_features: int) -> None:
             nn.Module.__init__(self)  # the weights are the group's views, set by _fuse
+            self.register_parameter("bias", None)  # as nn.Linear without a bias
             self.in_features, self.out_features = in_features, out_features
             self.group, self.index = group, index
 
@@ -104,7 +114,7 @@ def _part_class() -> type:
             if group.input is x:
                 out = group.outputs[self.index]
                 if self.index == len(group.sizes) - 1:  # the group is done: hold no activations
-                    group.input, group.outputs = None, ()
+                    group.forget()
                 return out
             return functional.linear(x, self.weight, self.bias)
 
