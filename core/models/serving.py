@@ -284,12 +284,16 @@ def _program(row: Engine) -> list[str] | None:
 
 
 def _alive(server: Server) -> bool:
-    _reap(server)
     try:
         process = psutil.Process(server.pid)
-        return abs(process.create_time() - server.created) < 1 and process.status() != psutil.STATUS_ZOMBIE
+        alive = abs(process.create_time() - server.created) < 1 and process.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
-        return False
+        alive = False
+    if not alive:
+        # Reaped after the check, not before: a server that ended between the two was seen
+        # as exited with its exit code never collected.
+        _reap(server)
+    return alive
 
 
 def _reap(server: Server) -> None:

@@ -131,3 +131,37 @@ def test_a_port_in_use_and_a_missing_engine_are_clear_errors(engines, model_fold
         servers.start("sglang", SPEC, model_folder, serving.free_port(), 0.9, 4096)
     assert "SGLang" in str(missing.value) and "docs.sglang.ai" in str(missing.value)
     assert servers.all() == []
+
+
+def test_a_server_that_ends_while_it_is_looked_at_keeps_its_exit_code(servers, monkeypatch):
+    """The server ends just after the app last collected children, before it looks at the
+    process: it was shown as exited with no exit code.
+    """
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read(); sys.exit(3)"], stdin=subprocess.PIPE)
+    server = serving.Server(
+        id="ending",
+        engine="vllm",
+        model_key="m",
+        model_name="m",
+        port=1,
+        pid=child.pid,
+        created=psutil.Process(child.pid).create_time(),
+        command=[],
+    )
+    real = psutil.Process
+
+    class EndsNow(real):
+        def __init__(self, pid):
+            child.stdin.close()  # the server ends now
+            deadline = time.monotonic() + 10
+            while real(pid).status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+                time.sleep(0.01)
+            super().__init__(pid)
+
+    monkeypatch.setattr(psutil, "Process", EndsNow)
+    assert not serving._alive(server)
+    assert server.exit_code == 3
+    child.returncode = 3  # collected above, not by Popen
