@@ -171,6 +171,11 @@ TEXT: dict[str, dict[str, str]] = {
         "en": "Generation: plain generate (no static cache for this model: {detail}).",
         "zh": "生成：普通 generate（此模型无法使用静态缓存：{detail}）。",
     },
+    "models.engine.sliding_window": {
+        "en": "Generation: plain generate (this model's sliding-window layers would make the fast path "
+        "compile again at every token).",
+        "zh": "生成：普通 generate（此模型的滑动窗口注意力层会让快速路径每个词元都重新编译）。",
+    },
     "models.engine.warmup_failed": {
         "en": "Generation: plain generate (the fast path's warm-up failed: {detail}).",
         "zh": "生成：普通 generate（快速路径预热失败：{detail}）。",

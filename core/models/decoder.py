@@ -26,6 +26,10 @@ from core.models.fused_projections import fuse_projections
 ATTENTION_BACKENDS = ("CUDNN_ATTENTION", "EFFICIENT_ATTENTION", "MATH")
 
 
+class SlidingWindowLayers(ValueError):
+    """The model has layers with a sliding window, which the compiled step cannot serve."""
+
+
 @dataclasses.dataclass
 class Request:
     """One generation: the prompt's ids (shape ``[1, n]``, on the model's device) and how to go on.
@@ -99,6 +103,11 @@ class StaticDecoder:
         self.model = model
         self.max_cache_len = max_cache_len
         self.cache = StaticCache(config=model.config, max_cache_len=max_cache_len)
+        if any(getattr(layer, "is_sliding", False) for layer in self.cache.layers):
+            # transformers keeps a sliding-window layer's length as a Python number, so the
+            # compiled step would compile again at every token until dynamo gives up: minutes
+            # of warm-up for a 9B model (Gemma-2), then plain generation anyway.
+            raise SlidingWindowLayers("its sliding-window layers make the compiled step compile again at every token")
         device = model.device
         vocab = model.config.vocab_size
         self.top_k = sampling_top_k(getattr(model, "generation_config", None), vocab)

@@ -18,7 +18,7 @@ import concurrent.futures
 import threading
 from typing import Any
 
-from core.models.decoder import Request, StaticDecoder
+from core.models.decoder import Request, SlidingWindowLayers, StaticDecoder
 
 # Long enough for a grounded prompt (several chunks, a history) plus the answer; the cache
 # costs 2 x layers x kv_heads x head_dim x 2 bytes per token (about 0.45 GB for Qwen2-7B).
@@ -33,6 +33,7 @@ REASONS = {
     "no_cuda": "compiled decoding needs a CUDA GPU (this model is on {detail})",
     "unsupported": "{detail} does not support a compiled static cache",
     "no_static_cache": "no static cache for this model ({detail})",
+    "sliding_window": "its sliding-window layers would compile the decode step again at every token",
     "warmup_failed": "warm-up failed ({detail}); plain generation",
 }
 
@@ -78,6 +79,9 @@ class Engine:
         self.max_cache_len = min(MAX_CACHE_TOKENS, limit)
         try:
             self.decoder = StaticDecoder(model, self.max_cache_len)
+        except SlidingWindowLayers:
+            self.why = "sliding_window"
+            return
         except (ValueError, TypeError, RuntimeError) as exc:
             self.why, self.detail = "no_static_cache", str(exc)
             return

@@ -227,3 +227,23 @@ def test_every_load_keeps_the_fast_path_and_generates_on_one_thread(folder, sett
         threads.append(calls[0].thread)
         release(chat.loaded)
     assert len(set(threads)) == 1 and threads[0] is not threading.main_thread()
+
+
+def test_a_model_with_sliding_window_layers_says_why_it_takes_plain_generation(monkeypatch):
+    """Gemma-2's sliding-window layers made the compiled step compile again at every token: the
+    warm-up of a 9B model ran for minutes, then fell back. It is refused at once, saying why.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from core.models.engine import Engine
+
+    shape = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
+    model = AutoModelForCausalLM.from_config(
+        AutoConfig.for_model("gemma2", num_key_value_heads=1, head_dim=16, **shape)
+    )
+    # As if on a GPU: the refusal comes before anything runs there.
+    monkeypatch.setattr(type(model), "device", property(lambda self: torch.device("cuda")))
+    engine = Engine(model, fast=True)
+    assert not engine.fast and engine.decoder is None
+    assert engine.why == "sliding_window" and "sliding-window layers" in engine.reason
