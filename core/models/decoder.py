@@ -104,9 +104,10 @@ class StaticDecoder:
         self.max_cache_len = max_cache_len
         self.cache = StaticCache(config=model.config, max_cache_len=max_cache_len)
         if any(getattr(layer, "is_sliding", False) for layer in self.cache.layers):
-            # transformers keeps a sliding-window layer's length as a Python number, so the
-            # compiled step would compile again at every token until dynamo gives up: minutes
-            # of warm-up for a 9B model (Gemma-2), then plain generation anyway.
+            # transformers 5.23 keeps a sliding-window layer's length as a Python number, so
+            # the compiled step would compile again at every token (seen on a CPU) until
+            # dynamo's limit, each time a whole compile (~30 s for a 7B step on an H200), then
+            # take plain generation anyway.
             raise SlidingWindowLayers("its sliding-window layers make the compiled step compile again at every token")
         device = model.device
         vocab = model.config.vocab_size

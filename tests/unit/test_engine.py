@@ -230,8 +230,8 @@ def test_every_load_keeps_the_fast_path_and_generates_on_one_thread(folder, sett
 
 
 def test_a_model_with_sliding_window_layers_says_why_it_takes_plain_generation(monkeypatch):
-    """Gemma-2's sliding-window layers made the compiled step compile again at every token: the
-    warm-up of a 9B model ran for minutes, then fell back. It is refused at once, saying why.
+    """Gemma-2's sliding-window layers make the compiled step compile again at every token, so
+    its warm-up would compile until dynamo's limit, then fall back. It is refused at once.
     """
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
