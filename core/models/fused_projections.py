@@ -112,10 +112,7 @@ def _part_class() -> type:
                 group.outputs = functional.linear(x, group.weight, group.bias).split(group.sizes, dim=-1)
                 return group.outputs[0]
             if group.input is x:
-                out = group.outputs[self.index]
-                if self.index == len(group.sizes) - 1:  # the group is done: hold no activations
-                    group.forget()
-                return out
+                return group.outputs[self.index]
             return functional.linear(x, self.weight, self.bias)
 
     return Part
