@@ -6,9 +6,9 @@ memory-bandwidth bound, because each token runs its Python loop (logits processo
 criteria, the streamer) between two GPU steps while the GPU waits. Here one CUDA graph does the
 model's step *and* picks the token (repetition penalty, temperature, top-k, top-p, or argmax),
 and the host reads token *n* while the GPU already computes token *n + 1*, as PyTorch's
-reference decoder (gpt-fast) does. Each layer's q/k/v and gate/up projections run as one product
-each (:mod:`core.models.fused_projections`). It implements exactly the sampling ``generate`` applies for
-the parameters the chat model passes; anything else uses ``generate``.
+reference decoder (gpt-fast) does. Each layer's q/k/v and gate/up projections run as one
+product each (:mod:`core.models.fused_projections`). It implements exactly the sampling
+``generate`` applies for the parameters the chat model passes; anything else uses ``generate``.
 """
 
 from __future__ import annotations
@@ -24,10 +24,6 @@ from core.models.fused_projections import fuse_projections
 
 # sdpa's kernels tried at warm-up (flash attention takes no mask, so it is not among them).
 ATTENTION_BACKENDS = ("CUDNN_ATTENTION", "EFFICIENT_ATTENTION", "MATH")
-
-
-class SlidingWindowLayers(ValueError):
-    """The model has layers with a sliding window, which the compiled step cannot serve."""
 
 
 @dataclasses.dataclass
@@ -103,12 +99,6 @@ class StaticDecoder:
         self.model = model
         self.max_cache_len = max_cache_len
         self.cache = StaticCache(config=model.config, max_cache_len=max_cache_len)
-        if any(getattr(layer, "is_sliding", False) for layer in self.cache.layers):
-            # transformers 5.23 keeps a sliding-window layer's length as a Python number, so
-            # the compiled step would compile again at every token (seen on a CPU) until
-            # dynamo's limit, each time a whole compile (~30 s for a 7B step on an H200), then
-            # take plain generation anyway.
-            raise SlidingWindowLayers("its sliding-window layers make the compiled step compile again at every token")
         device = model.device
         vocab = model.config.vocab_size
         self.top_k = sampling_top_k(getattr(model, "generation_config", None), vocab)
@@ -244,6 +234,19 @@ class StaticDecoder:
         done = torch.cuda.Event()
         done.record()
         return done
+
+
+def has_sliding_window_layers(config: Any) -> bool:
+    """Whether a static cache for ``config`` has sliding-window layers (Gemma-2, Mistral).
+
+    Why it matters: transformers 5.23 keeps such a layer's length as a Python number, so the
+    compiled step would compile again at every token (seen on a CPU) until dynamo's limit, each
+    time a whole compile (~30 s for a 7B step on an H200), and then take plain generation anyway.
+    Asked of transformers' own cache (its layers are made empty: nothing is allocated here).
+    """
+    from transformers import StaticCache
+
+    return any(getattr(layer, "is_sliding", False) for layer in StaticCache(config=config, max_cache_len=1).layers)
 
 
 def attention_timings(

@@ -18,7 +18,7 @@ import concurrent.futures
 import threading
 from typing import Any
 
-from core.models.decoder import Request, SlidingWindowLayers, StaticDecoder
+from core.models.decoder import Request, StaticDecoder, has_sliding_window_layers
 
 # Long enough for a grounded prompt (several chunks, a history) plus the answer; the cache
 # costs 2 x layers x kv_heads x head_dim x 2 bytes per token (about 0.45 GB for Qwen2-7B).
@@ -75,13 +75,13 @@ class Engine:
         if not getattr(model, "_can_compile_fullgraph", False) or getattr(model, "hf_quantizer", None) is not None:
             self.why, self.detail = "unsupported", type(model).__name__
             return
+        if has_sliding_window_layers(model.config):
+            self.why = "sliding_window"
+            return
         limit = getattr(model.config, "max_position_embeddings", MAX_CACHE_TOKENS) or MAX_CACHE_TOKENS
         self.max_cache_len = min(MAX_CACHE_TOKENS, limit)
         try:
             self.decoder = StaticDecoder(model, self.max_cache_len)
-        except SlidingWindowLayers:
-            self.why = "sliding_window"
-            return
         except (ValueError, TypeError, RuntimeError) as exc:
             self.why, self.detail = "no_static_cache", str(exc)
             return
