@@ -228,6 +228,8 @@ def measure(shape: dict, device: str, dtype: str, prompt_len: int, new_tokens: i
         "attention": loaded.engine.attention,
         # Projection groups run as one product (q/k/v and gate/up: two per Qwen2 layer).
         "fused_groups": loaded.engine.decoder.fused_groups if loaded.engine.decoder is not None else 0,
+        # Decode steps attend only to the cache's first places their position can have filled.
+        "attends_to_reach": loaded.engine.decoder is not None and loaded.engine.decoder.uses_reach,
         "build_and_warmup_s": round(time.perf_counter() - started, 1),
         "model_bytes": sum(p.numel() * p.element_size() for p in loaded.model.parameters()),
         "read_bytes": bytes_read_per_token(loaded.model),

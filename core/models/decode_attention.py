@@ -8,6 +8,10 @@ of one query (``[batch, kv_heads, groups, dim]``), so the cache is read once, by
 matrix products (the fused kernels gave only a few blocks of work to a GPU of 132 SMs for this
 shape: 160 us a layer with cuDNN). Everything else (prompts, models without grouped heads,
 soft-capping, position biases) goes to ``sdpa``.
+
+A decode step also attends only to the cache's first places, its *reach* (see
+:mod:`core.models.decoder`): a static cache has room for 8,192 tokens, a chat answer's usually
+fills two thousand, and reading all of it cost ~0.6 ms of a 5.2 ms step of Qwen2-7B on an H200.
 """
 
 from __future__ import annotations
@@ -27,9 +31,21 @@ def grouped_decode_attention(
     scaling: float | None = None,
     **kwargs: Any,
 ) -> tuple[Any, None]:
-    """Attention in transformers' signature for attention functions; out: ``[batch, 1, heads, dim]``."""
+    """Attention in transformers' signature for attention functions; out: ``[batch, 1, heads, dim]``.
+
+    ``decode_reach`` (a keyword the decoder passes through the model): a tensor whose length is
+    how many of the cache's first places a one-token query attends to; the places past it are
+    empty. Its length, not its content, is read, so a compiled step takes it as a dynamic size.
+    """
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+    reach = kwargs.pop("decode_reach", None)
+    # A sliding window's cache holds the window, not the text's first places: read it whole.
+    if reach is not None and query.shape[2] == 1 and kwargs.get("sliding_window") is None:
+        places = reach.shape[0]
+        key, value = key[:, :, :places], value[:, :, :places]
+        if attention_mask is not None:
+            attention_mask = attention_mask[..., :places]
     groups = getattr(module, "num_key_value_groups", 1)
     plain = kwargs.get("softcap") is not None or kwargs.get("position_bias") is not None
     if query.shape[2] != 1 or groups == 1 or plain:

@@ -24,6 +24,7 @@ from core.models.decoder import Request, StaticDecoder, has_sliding_window_layer
 # costs 2 x layers x kv_heads x head_dim x 2 bytes per token (about 0.45 GB for Qwen2-7B).
 MAX_CACHE_TOKENS = 8192
 WARMUP_PROMPT_LENGTHS = (17, 100)
+WARMUP_NEW_TOKENS = 8
 
 # Which path generation takes and why, by key (the Models page says it in the user's language:
 # ui/text.py "models.engine.<key>"); in English for logs and the benchmark.
@@ -121,8 +122,9 @@ class Engine:
         return plain_generate(self.model, request)
 
     def warm_up(self, vocab_size: int) -> None:
-        """Choose the attention kernel, compile and record the decode step now, so the first
-        answer is fast. On failure the engine falls back to plain generation.
+        """Choose the attention kernel, compile and record the decode step now (each reach's
+        graph too), so the first answer is fast. On failure the engine falls back to plain
+        generation.
         """
         if not self.fast:
             return
@@ -130,9 +132,9 @@ class Engine:
 
         try:
             self._worker.submit(self.decoder.choose_attention).result()
-            for length in WARMUP_PROMPT_LENGTHS:
+            for length in WARMUP_PROMPT_LENGTHS + self.decoder.reach_openers(WARMUP_NEW_TOKENS):
                 ids = torch.randint(0, vocab_size, (1, length), device=self.model.device)
-                self.submit(Request(input_ids=ids, max_new_tokens=8, stop_ids=())).result()
+                self.submit(Request(input_ids=ids, max_new_tokens=WARMUP_NEW_TOKENS, stop_ids=())).result()
         except Exception as exc:  # noqa: BLE001 - any compile failure means: use the plain path
             if self.decoder.grouped:
                 self.model.set_attn_implementation("sdpa")  # the plain path as transformers runs it

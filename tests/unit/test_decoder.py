@@ -84,3 +84,95 @@ def test_models_with_sliding_window_layers_are_told_apart(kind, sliding):
     shape = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
     config = AutoConfig.for_model(kind, num_key_value_heads=1, head_dim=16, **shape)
     assert has_sliding_window_layers(config) == sliding
+
+
+# The reach: a decode step attends only to the cache's first places its position can have filled.
+
+
+def test_the_attention_reads_only_its_reach_and_reads_a_sliding_window_whole():
+    from types import SimpleNamespace
+
+    torch.manual_seed(0)
+    module = SimpleNamespace(num_key_value_groups=4, is_causal=True, training=False)
+    query = torch.randn(1, 8, 1, 16)
+    key, value = torch.randn(1, 2, 96, 16), torch.randn(1, 2, 96, 16)
+    mask = torch.ones(1, 1, 1, 96, dtype=torch.bool)
+    mask[..., 40:] = False
+    whole, _ = grouped_decode_attention(module, query, key, value, mask, scaling=0.25)
+    spoiled_key, spoiled_value = key.clone(), value.clone()
+    spoiled_key[:, :, 64:], spoiled_value[:, :, 64:] = float("nan"), float("nan")
+    reach = torch.empty(64, dtype=torch.int8)
+    spoiled = (module, query, spoiled_key, spoiled_value, mask)
+    mine, _ = grouped_decode_attention(*spoiled, scaling=0.25, decode_reach=reach)
+    torch.testing.assert_close(mine, whole)
+    window, _ = grouped_decode_attention(*spoiled, scaling=0.25, decode_reach=reach, sliding_window=32)
+    assert window.isnan().all()  # a sliding layer's cache is read whole, spoiled places included
+
+
+@pytest.fixture(scope="module", params=[1, 2], ids=["grouped_heads", "one_head_per_key"])
+def reach_decoder(request, tmp_path_factory):
+    """A decoder of a tiny qwen2 with a 4,096-place cache, on the CPU (its loop needs CUDA; its
+    step's forward does not)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from core.models.decoder import StaticDecoder
+    from tests.tiny_models import build_tiny_model
+
+    folder = build_tiny_model(tmp_path_factory.mktemp("reach") / "qwen2", "qwen2")
+    torch.manual_seed(0)
+    config = AutoConfig.from_pretrained(folder, num_key_value_heads=request.param, max_position_embeddings=4096)
+    return StaticDecoder(AutoModelForCausalLM.from_config(config).eval(), 4096)
+
+
+def test_reaches_hold_every_position_and_the_warm_up_crosses_into_each(reach_decoder):
+    decoder = reach_decoder
+    assert decoder.uses_reach and tuple(decoder.reaches) == (512, 1024, 2048)
+
+    def reach(places):
+        tensor = decoder.reach_for(places)
+        return "whole" if tensor is None else tensor.shape[0]
+
+    assert [reach(places) for places in (1, 512, 513, 1024, 1025, 2048, 2049, 4096)] == [
+        512,
+        512,
+        1024,
+        1024,
+        2048,
+        2048,
+        "whole",
+        "whole",
+    ]
+    recorded = set()
+    for length in decoder.reach_openers(8):
+        recorded |= {reach(length + index) for index in range(1, 8)}
+    assert recorded == {512, 1024, 2048, "whole"}
+
+
+def test_a_compiled_step_over_its_reach_gives_the_whole_caches_logits_with_one_graph(reach_decoder):
+    """The cache past each reach is spoiled (NaN): a step that read it would give NaN."""
+    from torch._dynamo.utils import counters
+
+    decoder = reach_decoder
+    torch._dynamo.reset()
+    graphs = counters["stats"]["unique_graphs"]
+    step = torch.compile(decoder._forward, backend="aot_eager", fullgraph=True, dynamic=False)
+    token = torch.tensor([[7]])
+    for length in (300, 700, 1500):
+        prompt = torch.randint(0, 200, (1, length), generator=torch.Generator().manual_seed(length))
+        reach = decoder.reach_for(length + 1)
+        answers = []
+        for reached in (False, True):
+            with torch.no_grad():
+                decoder.cache.reset()
+                decoder._forward(prompt, torch.arange(length))
+                if reached:
+                    for layer in decoder.cache.layers:
+                        layer.keys[:, :, reach.shape[0] :] = float("nan")
+                        layer.values[:, :, reach.shape[0] :] = float("nan")
+                    answers.append(step(token, torch.tensor([length]), reach))
+                else:
+                    answers.append(decoder._forward(token, torch.tensor([length])))
+        whole, reached = answers
+        assert not reached.isnan().any()
+        torch.testing.assert_close(reached, whole)
+    assert counters["stats"]["unique_graphs"] == graphs + 1

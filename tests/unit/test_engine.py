@@ -196,6 +196,33 @@ def test_new_prompt_lengths_do_not_recompile_after_warm_up(fast):
 
 
 @CUDA_ONLY
+def test_answers_that_cross_reaches_equal_plain_generation_without_compiling_again(folder, settings, monkeypatch):
+    """The grouped way (the one that attends only to a step's reach) is forced: on a GPU where
+    sdpa measured faster, the reach would not be used and this test would test nothing."""
+    import torch
+    from torch._dynamo.utils import counters
+
+    from core.models import decoder
+
+    monkeypatch.setattr(decoder, "attention_timings", lambda **_: {"GROUPED": 0.0})
+    engine = _chat(folder, settings, fast=True).loaded.engine
+    assert engine.attention == "GROUPED" and engine.decoder.uses_reach
+    assert tuple(engine.decoder.reaches) == (512,)  # the tiny model's cache: 1,024 places
+    plain = _chat(folder, settings, fast=False).loaded.engine
+    graphs = counters["stats"]["unique_graphs"]
+    # From the reach into the whole cache mid-answer; the last step at the cache's last place.
+    for length in (500, engine.max_cache_len - MAX_NEW_TOKENS):
+        ids = torch.randint(3, 200, (1, length), generator=torch.Generator().manual_seed(length))
+
+        def answer(engine, ids=ids):
+            request = Request(input_ids=ids.to(engine.model.device), max_new_tokens=MAX_NEW_TOKENS, stop_ids=())
+            return engine.submit(request).result()
+
+        assert answer(engine) == answer(plain)
+    assert counters["stats"]["unique_graphs"] == graphs
+
+
+@CUDA_ONLY
 def test_prompts_longer_than_the_static_cache_fall_back_to_plain_generation(fast, folder, settings, monkeypatch):
     plain = _chat(folder, settings, fast=False)
     engine = fast.loaded.engine
