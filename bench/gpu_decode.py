@@ -15,6 +15,9 @@ prompt and writes 256 tokens. Both paths are measured warm, in the same run:
 - fallback: the same stream on the dynamic cache (what runs where the fast path cannot), in
   pairs of runs with plain ``generate`` (at least six, each order in turn);
   ``fallback_over_plain`` is the median of the per-pair ratios (target >= 0.95, on CPU and CUDA).
+- reach: on the same model, the fast path again with its steps reading the whole cache (as
+  before steps read only their reach), run by run in turn with the reach on, for this prompt
+  and a ~6,000-token one (``whole_cache_tok_s``, ``reach_over_whole_cache``, ``long_*``).
 - bound: the model's bytes over the device's measured copy rate (bytes read and written per
   second by a 4 GiB device-to-device copy), as the issue defines it: ``bound_tok_s`` and
   ``fraction_of_bound`` = ours / bound (target >= 0.70 for 7B on an H200). A token reads every
@@ -80,6 +83,8 @@ TINY = {
 # Pairs of fallback and plain runs at least (even: each order as often): with three, one busy
 # moment of the machine moved the median ratio by a third on the H200 (0.71 and 1.08 in one run).
 PAIRS = 6
+# A prompt whose answer is read past the longest reach (4,096 places): the whole cache's graph.
+LONG_PROMPT_TOKENS = 6000
 SPECIALS = {151643: "<|endoftext|>", 151644: "<|im_start|>", 151645: "<|im_end|>"}
 
 
@@ -188,6 +193,22 @@ def stream_rate(loaded: LoadedModel, text: str, new_tokens: int, runs: int) -> t
     return rate, ttft, int(tokens), prompt_tokens
 
 
+def reach_rates(loaded: LoadedModel, text: str, new_tokens: int, runs: int) -> tuple[float, float]:
+    """Median decode tok/s of the fast path with its steps reading their reach, and reading
+    the whole cache, on the same model; each run of one beside a run of the other, in turn."""
+    decoder = loaded.engine.decoder
+    reaches = decoder.reaches
+    rates: dict[bool, list[float]] = {True: [], False: []}
+    try:
+        for run in range(2 * runs):
+            on = run % 4 in (0, 3)  # on, off, off, on, …: neither goes first more often
+            decoder.reaches = reaches if on else {}  # no reaches: every step reads the whole cache
+            rates[on].append(stream_rate(loaded, text, new_tokens, 1)[0])
+    finally:
+        decoder.reaches = reaches
+    return statistics.median(rates[True]), statistics.median(rates[False])
+
+
 def copy_rate() -> float:
     """Bytes read plus written per second by a 4 GiB device-to-device copy (median of 3)."""
     import torch
@@ -237,6 +258,13 @@ def measure(shape: dict, device: str, dtype: str, prompt_len: int, new_tokens: i
     ours_tok_s, ttft, tokens, prompt_tokens = stream_rate(loaded, text, new_tokens, runs)
     figures.update(ours_tok_s=round(ours_tok_s, 1), ttft_s=round(ttft, 3), new_tokens=tokens)
     figures["prompt_tokens"] = prompt_tokens
+    if plain and loaded.engine.decoder is not None and loaded.engine.decoder.uses_reach:
+        reach, whole = reach_rates(loaded, text, new_tokens, runs)
+        figures.update(reach_tok_s=round(reach, 1), whole_cache_tok_s=round(whole, 1))
+        figures["reach_over_whole_cache"] = round(reach / whole, 3)
+        long_text = prompt_words(LONG_PROMPT_TOKENS - 20)
+        reach, whole = reach_rates(loaded, long_text, new_tokens, runs)
+        figures.update(long_reach_tok_s=round(reach, 1), long_whole_cache_tok_s=round(whole, 1))
     if plain:
         # transformers' own attention for the baseline (the fast path may have switched it).
         loaded.model.set_attn_implementation("sdpa")
@@ -301,6 +329,11 @@ def main() -> None:
         ["chat stream, dynamic cache", first["stream_dynamic_tok_s"], "-"],
         [f"chat stream, fast path ({first['attention']})", first["ours_tok_s"], first["ttft_s"]],
     ]
+    if "whole_cache_tok_s" in first:
+        rows.append(["fast path, reach on / whole cache (same model, in turn)", first["reach_tok_s"], "-"])
+        rows.append(["", first["whole_cache_tok_s"], "-"])
+        rows.append([f"{LONG_PROMPT_TOKENS}-token prompt: reach on / whole cache", first["long_reach_tok_s"], "-"])
+        rows.append(["", first["long_whole_cache_tok_s"], "-"])
     if rate:
         bound = rate / first["model_bytes"]
         result.update(

@@ -40,8 +40,10 @@ def grouped_decode_attention(
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     reach = kwargs.pop("decode_reach", None)
-    # A sliding window's cache holds the window, not the text's first places: read it whole.
-    if reach is not None and query.shape[2] == 1 and kwargs.get("sliding_window") is None:
+    # A sliding window's cache holds the window, not the text's first places: read it whole; a
+    # position bias spans the whole cache, so its keys stay whole too.
+    whole = kwargs.get("sliding_window") is not None or kwargs.get("position_bias") is not None
+    if reach is not None and query.shape[2] == 1 and not whole:
         places = reach.shape[0]
         key, value = key[:, :, :places], value[:, :, :places]
         if attention_mask is not None:

@@ -161,10 +161,11 @@ class StaticDecoder:
         """The reach tensor of a step that may see the cache's first ``places`` places; None
         for the whole cache.
         """
-        if not self.uses_reach or places > max(self.reaches):
+        if not self.uses_reach:
             return None
         sizes = tuple(self.reaches)
-        return self.reaches[sizes[bisect.bisect_left(sizes, places)]]
+        at = bisect.bisect_left(sizes, places)
+        return self.reaches[sizes[at]] if at < len(sizes) else None
 
     def reach_openers(self, new_tokens: int) -> tuple[int, ...]:
         """Prompt lengths whose ``new_tokens`` steps cross from each reach into the next (from
@@ -173,8 +174,9 @@ class StaticDecoder:
         """
         if not self.uses_reach:
             return ()
+        # Half the steps on each side of the boundary; or, near the cache's end, as many as fit.
         half = new_tokens // 2
-        return tuple(size - half for size in self.reaches if size - half + new_tokens <= self.max_cache_len)
+        return tuple(min(size - half, self.max_cache_len - new_tokens) for size in self.reaches)
 
     def _forward(self, input_ids: Any, positions: Any, reach: Any = None) -> Any:
         keywords = {} if reach is None else {"decode_reach": reach}

@@ -16,6 +16,7 @@ from transformers import (
 
 from core.models.decode_attention import grouped_decode_attention
 from core.models.decoder import pick
+from core.models.engine import WARMUP_NEW_TOKENS
 
 VOCAB = 500
 
@@ -89,7 +90,7 @@ def test_models_with_sliding_window_layers_are_told_apart(kind, sliding):
 # The reach: a decode step attends only to the cache's first places its position can have filled.
 
 
-def test_the_attention_reads_only_its_reach_and_reads_a_sliding_window_whole():
+def test_the_attention_reads_only_its_reach_but_a_sliding_window_or_position_bias_whole():
     from types import SimpleNamespace
 
     torch.manual_seed(0)
@@ -105,8 +106,12 @@ def test_the_attention_reads_only_its_reach_and_reads_a_sliding_window_whole():
     spoiled = (module, query, spoiled_key, spoiled_value, mask)
     mine, _ = grouped_decode_attention(*spoiled, scaling=0.25, decode_reach=reach)
     torch.testing.assert_close(mine, whole)
+    # A sliding layer's cache, and keys with a position bias, are read whole, spoiled places included.
     window, _ = grouped_decode_attention(*spoiled, scaling=0.25, decode_reach=reach, sliding_window=32)
-    assert window.isnan().all()  # a sliding layer's cache is read whole, spoiled places included
+    assert window.isnan().all()
+    bias = torch.zeros(1, 8, 1, 96)
+    biased, _ = grouped_decode_attention(*spoiled, scaling=0.25, decode_reach=reach, position_bias=bias)
+    assert biased.isnan().all()
 
 
 @pytest.fixture(scope="module", params=[1, 2], ids=["grouped_heads", "one_head_per_key"])
@@ -142,10 +147,55 @@ def test_reaches_hold_every_position_and_the_warm_up_crosses_into_each(reach_dec
         "whole",
         "whole",
     ]
-    recorded = set()
-    for length in decoder.reach_openers(8):
-        recorded |= {reach(length + index) for index in range(1, 8)}
-    assert recorded == {512, 1024, 2048, "whole"}
+    # Each reach is run at least twice in the warm-up: a CUDA graph is recorded at the second run.
+    runs = {}
+    for length in decoder.reach_openers(WARMUP_NEW_TOKENS):
+        for index in range(1, WARMUP_NEW_TOKENS):
+            runs[reach(length + index)] = runs.get(reach(length + index), 0) + 1
+    assert runs.keys() == {512, 1024, 2048, "whole"} and min(runs.values()) >= 2
+
+
+def test_the_decode_loop_lets_each_step_see_exactly_the_places_filled_through_its_reach(reach_decoder, monkeypatch):
+    """The loop itself, on the CPU: CUDA events stubbed, the step run uncompiled. At each step
+    the attention is checked: every place the cache has filled is within the reach, the reach
+    is the smallest that holds them, and the mask shows exactly those places."""
+    from transformers import AttentionInterface
+
+    from core.models import decode_attention
+    from core.models.decoder import Request
+
+    decoder = reach_decoder
+
+    class Event:
+        def record(self):
+            pass
+
+        def synchronize(self):
+            pass
+
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(decoder, "_step", decoder._decode_step)
+    seen = []
+
+    def checked(module, query, key, value, mask, *args, **kwargs):
+        if query.shape[2] == 1:
+            filled = int(decoder.cache.layers[module.layer_idx].cumulative_length)
+            reach = kwargs.get("decode_reach")
+            places = key.shape[2] if reach is None else reach.shape[0]
+            smallest = decoder.reach_for(filled)
+            assert places == (key.shape[2] if smallest is None else smallest.shape[0])
+            assert not mask[..., places:].any() and int(mask[..., :places].sum()) == filled
+            seen.append(places)
+        return decode_attention.grouped_decode_attention(module, query, key, value, mask, *args, **kwargs)
+
+    AttentionInterface.register(decode_attention.NAME, checked)
+    try:
+        for length in (2, 508, 511, 512, 1020, 2044, 2048, 4096 - 16):  # (a 1-token prompt looks like a step)
+            ids = torch.randint(3, 200, (1, length), generator=torch.Generator().manual_seed(length))
+            assert len(decoder.run(Request(input_ids=ids, max_new_tokens=16, stop_ids=()))) == 16
+    finally:
+        AttentionInterface.register(decode_attention.NAME, decode_attention.grouped_decode_attention)
+    assert set(seen) == {512, 1024, 2048, 4096} and len(seen) == 8 * 15
 
 
 def test_a_compiled_step_over_its_reach_gives_the_whole_caches_logits_with_one_graph(reach_decoder):

@@ -210,7 +210,7 @@ def test_answers_that_cross_reaches_equal_plain_generation_without_compiling_aga
     assert tuple(engine.decoder.reaches) == (512,)  # the tiny model's cache: 1,024 places
     plain = _chat(folder, settings, fast=False).loaded.engine
     graphs = counters["stats"]["unique_graphs"]
-    # From the reach into the whole cache mid-answer; the last step at the cache's last place.
+    # From the reach into the whole cache mid-answer; an answer as long as the cache allows.
     for length in (500, engine.max_cache_len - MAX_NEW_TOKENS):
         ids = torch.randint(3, 200, (1, length), generator=torch.Generator().manual_seed(length))
 
