@@ -59,17 +59,22 @@ def test_a_sampled_pick_draws_what_generates_warpers_keep_in_their_proportions(t
     assert (counts / draws - expected).abs().max() < 0.03
 
 
-def test_grouped_attention_of_one_new_token_equals_transformers_sdpa():
+def _one_new_token(places):
+    """A layer of 8 query heads over 2 key/value heads, one new token's query, ``places`` cached
+    keys and values, of which the first 40 are filled (the mask)."""
     from types import SimpleNamespace
-
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     torch.manual_seed(0)
     module = SimpleNamespace(num_key_value_groups=4, is_causal=True, training=False)
-    query = torch.randn(1, 8, 1, 16)
-    key, value = torch.randn(1, 2, 64, 16), torch.randn(1, 2, 64, 16)
-    mask = torch.ones(1, 1, 1, 64, dtype=torch.bool)
+    mask = torch.ones(1, 1, 1, places, dtype=torch.bool)
     mask[..., 40:] = False  # the static cache's empty places
+    return module, torch.randn(1, 8, 1, 16), torch.randn(1, 2, places, 16), torch.randn(1, 2, places, 16), mask
+
+
+def test_grouped_attention_of_one_new_token_equals_transformers_sdpa():
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    module, query, key, value, mask = _one_new_token(64)
     mine, _ = grouped_decode_attention(module, query, key, value, mask, scaling=0.25)
     theirs, _ = sdpa_attention_forward(module, query, key, value, mask, scaling=0.25)
     assert mine.shape == theirs.shape == (1, 1, 8, 16)
@@ -91,14 +96,7 @@ def test_models_with_sliding_window_layers_are_told_apart(kind, sliding):
 
 
 def test_the_attention_reads_only_its_reach_but_a_sliding_window_or_position_bias_whole():
-    from types import SimpleNamespace
-
-    torch.manual_seed(0)
-    module = SimpleNamespace(num_key_value_groups=4, is_causal=True, training=False)
-    query = torch.randn(1, 8, 1, 16)
-    key, value = torch.randn(1, 2, 96, 16), torch.randn(1, 2, 96, 16)
-    mask = torch.ones(1, 1, 1, 96, dtype=torch.bool)
-    mask[..., 40:] = False
+    module, query, key, value, mask = _one_new_token(96)
     whole, _ = grouped_decode_attention(module, query, key, value, mask, scaling=0.25)
     spoiled_key, spoiled_value = key.clone(), value.clone()
     spoiled_key[:, :, 64:], spoiled_value[:, :, 64:] = float("nan"), float("nan")
